@@ -1,0 +1,49 @@
+"""The command under test, shared by the package suite and the real-server suite.
+
+``CARAMEL_EMBEDDED_CMD`` (a shell-quoted command line) selects it, so the same suites run
+against the installed package, a frozen one-file binary or a one-dir bundle. Without it the
+tests run ``python -m caramel_embedded`` with the interpreter that runs pytest.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+
+ENV_VAR = "CARAMEL_EMBEDDED_CMD"
+
+
+def client_command() -> list[str]:
+    """The argv prefix that starts caramel-embedded."""
+    configured = os.environ.get(ENV_VAR, "").strip()
+    if configured:
+        return shlex.split(configured)
+    return [sys.executable, "-m", "caramel_embedded"]
+
+
+def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for one invocation: ours, minus every CARAMEL_* setting."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARAMEL_")}
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_client(
+    args: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """Run one invocation to its end and return its status and output."""
+    return subprocess.run(
+        [*client_command(), *args],
+        env=clean_environment(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
