@@ -1,0 +1,191 @@
+"""The decision core: from what we hold and what the server said to what we do next.
+
+Nothing here touches a socket, a file or the clock; the invocation module does the I/O and
+asks these functions what follows. Every answer maps to exactly one action, and every
+action to exactly one exit status, so "any server answer gives 0, 1, 69 or 127" is a
+property of these few functions.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from caramel_embedded import der, pem
+from caramel_embedded.httpdate import format_http_date, parse_http_date
+from caramel_embedded.state import LocalState
+
+
+class ExitStatus(enum.IntEnum):
+    """The whole API for callers."""
+
+    OK = 0  # installed, or the installed certificate is still current
+    LOCKED = 1  # another invocation holds the lock
+    WAITING = 69  # the request waits for a signature
+    ERROR = 127  # anything else
+
+
+@dataclass(frozen=True)
+class ServerAnswer:
+    """One HTTP answer, reduced to what the protocol looks at (header names lowercase)."""
+
+    status: int
+    reason: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class RequestPlan:
+    """How to ask for our certificate."""
+
+    request_sha256: str
+    present_client_certificate: bool
+    if_modified_since: str | None
+
+
+# --- actions -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Keep:
+    """The installed certificate is current: write nothing, exit 0."""
+
+
+@dataclass(frozen=True)
+class Install:
+    """A new certificate arrived: check it, then install it with this modification time."""
+
+    certificate_der: bytes
+    last_modified: int | None
+
+
+@dataclass(frozen=True)
+class Wait:
+    """The request waits for a signature: exit 69."""
+
+
+@dataclass(frozen=True)
+class Post:
+    """The server does not know the request: post it, then decide on that answer."""
+
+
+@dataclass(frozen=True)
+class StartOver:
+    """The request was rejected: new key, new request, post it."""
+
+
+@dataclass(frozen=True)
+class Fail:
+    """Anything the protocol does not allow: exit 127, state kept."""
+
+    message: str
+
+
+Action = Keep | Install | Wait | Post | StartOver | Fail
+
+
+def plan_request(state: LocalState, now: datetime) -> RequestPlan:
+    """Show the installed certificate, and ask "modified since?", only while it is valid.
+
+    An expired certificate is never shown (nginx answers 400 to one) and never used as a
+    validator: a 304 must not keep an expired certificate in place.
+    """
+    valid = state.certificate is not None and state.certificate.is_valid_at(now)
+    since = None
+    if valid and state.file_mtime is not None:
+        since = format_http_date(state.file_mtime)
+    return RequestPlan(state.request_sha256, valid, since)
+
+
+def after_get(state: LocalState, plan: RequestPlan, answer: ServerAnswer) -> Action:
+    """What follows the answer to ``GET /<sha256>``."""
+    status = answer.status
+    if status == 200:
+        return _after_certificate(state, answer)
+    if status == 304:
+        if plan.if_modified_since is None:
+            return Fail("server answered 304 Not Modified to a request that was not conditional")
+        return Keep()
+    if status == 202:
+        return Wait()
+    if status == 404:
+        return Post()
+    if status == 403:
+        return StartOver()
+    return Fail(describe(answer, "GET"))
+
+
+def after_post(answer: ServerAnswer) -> Action:
+    """What follows the answer to ``POST /<sha256>``: a duplicate is as good as accepted."""
+    if answer.status == 202:
+        return Wait()
+    if answer.status == 400 and "duplicate" in problem_detail(answer).lower():
+        return Wait()
+    return Fail(describe(answer, "POST"))
+
+
+def last_modified_or_not_before(answer_last_modified: int | None, not_before: datetime) -> int:
+    """The validator to keep as the file's mtime after an install."""
+    if answer_last_modified is not None:
+        return answer_last_modified
+    return int(not_before.timestamp())
+
+
+def _after_certificate(state: LocalState, answer: ServerAnswer) -> Action:
+    try:
+        blocks = pem.decode_all(answer.body)
+    except pem.PEMError:
+        blocks = []
+    if len(blocks) != 1 or blocks[0].label != pem.CERTIFICATE:
+        return Fail("server answered 200 without exactly one PEM certificate")
+    certificate_der = blocks[0].der
+    try:
+        der.certificate_facts(certificate_der)
+    except der.DERError as error:
+        return Fail(f"server answered 200 with a malformed certificate: {error}")
+    if certificate_der == state.certificate_der:
+        return Keep()
+    return Install(certificate_der, parse_http_date(answer.headers.get("last-modified")))
+
+
+def problem_detail(answer: ServerAnswer) -> str:
+    """The human part of a problem+json (or plain) error body, one line, bounded."""
+    text = answer.body[:2048].decode("utf-8", "replace")
+    if "json" in answer.headers.get("content-type", ""):
+        import json  # only error answers pay for it
+
+        try:
+            document = json.loads(text)
+        except ValueError:
+            document = None
+        if isinstance(document, dict):
+            parts = [str(document.get(key, "")) for key in ("title", "detail")]
+            text = ": ".join(part for part in parts if part)
+    return " ".join(text.split())[:200]
+
+
+def describe(answer: ServerAnswer, method: str) -> str:
+    """One line for an answer the protocol does not allow."""
+    line = f"server answered {method} with HTTP {answer.status}"
+    if answer.reason:
+        line += f" {answer.reason}"
+    if 300 <= answer.status < 400 and "location" in answer.headers:
+        line += f" to {answer.headers['location'][:200]} (redirects are not followed)"
+    detail = problem_detail(answer) if answer.status >= 400 else ""
+    return f"{line}: {detail}" if detail else line
+
+
+def request_subject_matches(request: der.Name, ca_subject: der.Name, client_id: str) -> bool:
+    """Whether the held request still names this device under this CA.
+
+    A changed client id (another MAC, a new serial source) or a new CA in the firmware
+    would otherwise leave the device asking forever for a certificate it cannot get.
+    """
+    expected = [
+        der.Attribute(a.oid, client_id) if a.oid == der.OID_COMMON_NAME else a for a in ca_subject
+    ]
+    if der.common_name(ca_subject) is None:
+        expected.append(der.Attribute(der.OID_COMMON_NAME, client_id))
+    return tuple(expected) == request

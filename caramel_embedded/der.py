@@ -1,0 +1,199 @@
+"""Just enough DER to read a certificate's validity and names without cryptography.
+
+The unchanged path (a 304, or the installed certificate sent again) runs on every timer
+tick of every device, and importing cryptography's X.509 layer costs about 50 ms of a cold
+start. That path needs only notBefore, notAfter and the subject's names, which sit at fixed
+places in the structure, so a strict reader of those few fields serves it. Anything that
+does not parse exactly raises ``DERError``: the full checks stay with cryptography.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+_SEQUENCE = 0x30
+_SET = 0x31
+_INTEGER = 0x02
+_OID = 0x06
+_UTC_TIME = 0x17
+_GENERALIZED_TIME = 0x18
+_EXPLICIT_0 = 0xA0
+_STRING_TAGS = {0x0C, 0x13, 0x14, 0x16, 0x1A, 0x1E}  # UTF8, Printable, T61, IA5, Visible, BMP
+
+_OCTET_STRING = 0x04
+OID_COMMON_NAME = bytes([0x55, 0x04, 0x03])
+OID_RSA_ENCRYPTION = bytes([0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01])
+
+
+class DERError(ValueError):
+    """The bytes are not the DER structure we expected."""
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One attribute of a distinguished name: its OID (DER content) and text value."""
+
+    oid: bytes
+    value: str
+
+
+Name = tuple[Attribute, ...]
+
+
+@dataclass(frozen=True)
+class CertificateFacts:
+    """What the unchanged path needs to know about a certificate."""
+
+    not_before: datetime
+    not_after: datetime
+    issuer: Name
+    subject: Name
+
+    @property
+    def common_name(self) -> str | None:
+        return common_name(self.subject)
+
+    def is_valid_at(self, moment: datetime) -> bool:
+        return self.not_before <= moment < self.not_after
+
+
+def common_name(name: Name) -> str | None:
+    """The last CN of a name, as OpenSSL reports it, or None."""
+    values = [attribute.value for attribute in name if attribute.oid == OID_COMMON_NAME]
+    return values[-1] if values else None
+
+
+def certificate_facts(der: bytes) -> CertificateFacts:
+    """Validity and names of an X.509 certificate."""
+    certificate = _only(der, _SEQUENCE)
+    tbs = _children(_first(certificate, _SEQUENCE))
+    if tbs and tbs[0][0] == _EXPLICIT_0:
+        tbs = tbs[1:]
+    if len(tbs) < 6 or tbs[0][0] != _INTEGER:
+        raise DERError("not a certificate")
+    issuer, validity, subject = tbs[2], tbs[3], tbs[4]
+    times = _children(_expect(validity, _SEQUENCE))
+    if len(times) != 2:
+        raise DERError("certificate validity is not two times")
+    return CertificateFacts(
+        not_before=_time(times[0]),
+        not_after=_time(times[1]),
+        issuer=_name(issuer),
+        subject=_name(subject),
+    )
+
+
+def request_subject(der: bytes) -> Name:
+    """The subject of a PKCS#10 certificate request."""
+    request = _only(der, _SEQUENCE)
+    info = _children(_first(request, _SEQUENCE))
+    if len(info) < 3 or info[0][0] != _INTEGER:
+        raise DERError("not a certificate request")
+    return _name(info[1])
+
+
+def check_rsa_pkcs8(der: bytes) -> None:
+    """A PKCS#8 PrivateKeyInfo holding an RSA key; the numbers are OpenSSL's to judge."""
+    fields = _children(_only(der, _SEQUENCE))
+    if len(fields) < 3 or fields[0][0] != _INTEGER or fields[2][0] != _OCTET_STRING:
+        raise DERError("private key is not PKCS#8")
+    algorithm = _children(_expect(fields[1], _SEQUENCE))
+    if not algorithm or algorithm[0] != (_OID, OID_RSA_ENCRYPTION):
+        raise DERError("private key is not an RSA key")
+    _only(fields[2][1], _SEQUENCE)
+
+
+# --- the reader ------------------------------------------------------------------------
+
+_TLV = tuple[int, bytes]
+
+
+def _read(data: bytes, offset: int) -> tuple[int, bytes, int]:
+    """(tag, content, offset after) of the element at ``offset``."""
+    if offset + 2 > len(data):
+        raise DERError("truncated element")
+    tag, first = data[offset], data[offset + 1]
+    offset += 2
+    if tag & 0x1F == 0x1F:
+        raise DERError("multi-byte tags are not used here")
+    if first < 0x80:
+        length = first
+    else:
+        count = first & 0x7F
+        if count == 0 or count > 4 or offset + count > len(data):
+            raise DERError("bad length")
+        length = int.from_bytes(data[offset : offset + count], "big")
+        if length < 0x80 or data[offset] == 0:
+            raise DERError("length is not minimal DER")
+        offset += count
+    end = offset + length
+    if end > len(data):
+        raise DERError("truncated element")
+    return tag, data[offset:end], end
+
+
+def _children(content: bytes) -> list[_TLV]:
+    children: list[_TLV] = []
+    offset = 0
+    while offset < len(content):
+        tag, value, offset = _read(content, offset)
+        children.append((tag, value))
+    return children
+
+
+def _only(data: bytes, tag: int) -> bytes:
+    found, content, end = _read(data, 0)
+    if found != tag or end != len(data):
+        raise DERError("unexpected outer structure")
+    return content
+
+
+def _first(content: bytes, tag: int) -> bytes:
+    found, value, _ = _read(content, 0)
+    if found != tag:
+        raise DERError("unexpected inner structure")
+    return value
+
+
+def _expect(element: _TLV, tag: int) -> bytes:
+    if element[0] != tag:
+        raise DERError(f"expected tag {tag:#x}, found {element[0]:#x}")
+    return element[1]
+
+
+def _name(element: _TLV) -> Name:
+    attributes: list[Attribute] = []
+    for rdn in _children(_expect(element, _SEQUENCE)):
+        for pair in _children(_expect(rdn, _SET)):
+            fields = _children(_expect(pair, _SEQUENCE))
+            if len(fields) != 2 or fields[0][0] != _OID:
+                raise DERError("bad name attribute")
+            attributes.append(Attribute(fields[0][1], _text(fields[1])))
+    return tuple(attributes)
+
+
+def _text(element: _TLV) -> str:
+    tag, value = element
+    if tag not in _STRING_TAGS:
+        raise DERError(f"unexpected string type {tag:#x}")
+    try:
+        return value.decode("utf-16-be" if tag == 0x1E else "utf-8")
+    except UnicodeDecodeError:
+        raise DERError("bad string in name") from None
+
+
+def _time(element: _TLV) -> datetime:
+    tag, value = element
+    text = value.decode("ascii", "replace")
+    if tag == _UTC_TIME and len(text) == 13 and text.endswith("Z"):
+        year = int(text[:2]) if text[:2].isdigit() else -1
+        text = ("19" if year >= 50 else "20") + text
+    elif not (tag == _GENERALIZED_TIME and len(text) == 15 and text.endswith("Z")):
+        raise DERError("bad time")
+    if not text[:14].isdigit():
+        raise DERError("bad time")
+    try:
+        return datetime.strptime(text[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        raise DERError("bad time") from None

@@ -1,0 +1,55 @@
+"""The exception family: one class per meaning, each mapped to one exit status by the CLI.
+
+Every message is the whole story for a device log: what was wrong and, where it helps,
+what to do. The CLI prints ``caramel-embedded: <message>`` and nothing else.
+"""
+
+from __future__ import annotations
+
+
+class CaramelError(Exception):
+    """Base of every error the client reports; ends the invocation with 127."""
+
+
+class UsageError(CaramelError):
+    """A bad argument, option or environment variable."""
+
+
+class ClientIdError(CaramelError):
+    """No valid client id could be resolved."""
+
+
+class CACertificateError(CaramelError):
+    """The CA certificate is missing, unreadable or not a certificate."""
+
+
+class ClockNotSetError(CaramelError):
+    """The system clock is earlier than the CA certificate's notBefore."""
+
+
+class CombinedFileError(CaramelError):
+    """The combined key + certificate file cannot be used (a directory, a symlink, I/O)."""
+
+
+class LockHeldError(CaramelError):
+    """Another invocation holds the lock on the combined file; ends with 1, not 127."""
+
+
+class NetworkError(CaramelError):
+    """The server could not be reached, TLS failed, or the deadline passed."""
+
+
+class ServerAnswerError(CaramelError):
+    """The server answered something the protocol does not allow here."""
+
+
+class CertificateCheckError(CaramelError):
+    """The server sent a certificate that we must not install."""
+
+
+class InterruptedBySignal(CaramelError):
+    """TERM, INT or HUP arrived: the invocation ends at once, the file old or new."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(f"interrupted by {signal_name}")
+        self.signal_name = signal_name

@@ -1,0 +1,200 @@
+"""One invocation, start to end: the I/O around the decision core.
+
+The order is the SPEC's: resolve the id and the CA, lock the file, load or create the key
+and request, ask the server, act on its answer. Every path ends in an ``Outcome`` or one of
+the ``errors`` family; the CLI turns both into an exit status and at most one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from caramel_embedded import client_id, combined_file, decision, trust
+from caramel_embedded.decision import ExitStatus
+from caramel_embedded.errors import CaramelError, InterruptedBySignal, ServerAnswerError
+from caramel_embedded.options import Settings
+from caramel_embedded.report import Reporter
+from caramel_embedded.state import CorruptFileError, LocalState, compose, parse
+
+if TYPE_CHECKING:
+    from caramel_embedded.transport import CaramelServer
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: ExitStatus
+    message: str | None = None  # the one line for 69 (rejected, set aside); None: silent
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def resolve_client_id(settings: Settings, identity_root: Path = Path("/")) -> str:
+    return client_id.resolve(settings.client_id, settings.client_id_from, identity_root)
+
+
+def run(
+    settings: Settings,
+    reporter: Reporter,
+    identity_root: Path = Path("/"),
+    clock: Callable[[], datetime] = utc_now,
+) -> Outcome:
+    """Do what one invocation does; raise an ``errors`` class for anything but 0 and 69."""
+    identity = resolve_client_id(settings, identity_root)
+    anchor = trust.load(settings.ca_cert)
+    now = clock()
+    trust.check_clock(anchor, now)
+    assert settings.server is not None
+    reporter.progress(f"client id {identity}, CA {anchor.subject_text}, server {settings.server}")
+    with combined_file.locked(settings.file, settings.ownership) as handle:
+        return _Invocation(settings, reporter, identity, anchor, handle, now).run()
+
+
+class _Invocation:
+    def __init__(
+        self,
+        settings: Settings,
+        reporter: Reporter,
+        identity: str,
+        anchor: trust.TrustAnchor,
+        handle: combined_file.LockedFile,
+        now: datetime,
+    ) -> None:
+        self.settings = settings
+        self.reporter = reporter
+        self.identity = identity
+        self.anchor = anchor
+        self.handle = handle
+        self.now = now
+        self._server: CaramelServer | None = None
+
+    def run(self) -> Outcome:
+        for name in self.handle.remove_stale_temporaries():
+            self.reporter.progress(f"removed {name}, left by an interrupted invocation")
+        data, mtime = self.handle.read()
+        try:
+            state = parse(data, mtime)
+        except CorruptFileError as error:
+            aside = combined_file.corrupt_name(self.settings.file, self.now)
+            note = (
+                f"{self.settings.file} could not be parsed ({error}); kept it as {aside}, "
+                "started over with a new key"
+            )
+            return self._enroll(key_der=None, set_aside_as=aside, note=note)
+        if state is None:
+            self.reporter.progress(f"no key in {self.settings.file}: making one")
+            return self._enroll(key_der=None)
+        if self.handle.apply_ownership():
+            self.reporter.progress("owner or mode of the combined file corrected")
+        if not decision.request_subject_matches(
+            state.request_subject, self.anchor.facts.subject, self.identity
+        ):
+            note = "the request names another client id or CA: posted a new request, same key"
+            return self._enroll(key_der=state.key_der, note=note)
+        try:
+            return self._ask(state)
+        finally:
+            self._close_server()
+
+    def _ask(self, state: LocalState) -> Outcome:
+        server = self._connect()
+        plan = decision.plan_request(state, self.now)
+        self.reporter.progress(
+            f"GET {plan.request_sha256[:16]}…"
+            + (" with our certificate" if plan.present_client_certificate else "")
+            + (f", If-Modified-Since {plan.if_modified_since}" if plan.if_modified_since else "")
+        )
+        answer = server.get_certificate(plan, self.settings.file)
+        self.reporter.progress(f"server answered {answer.status} {answer.reason}")
+        action = decision.after_get(state, plan, answer)
+        if isinstance(action, decision.Keep):
+            self.reporter.progress("installed certificate is current")
+            return Outcome(ExitStatus.OK)
+        if isinstance(action, decision.Install):
+            return self._install(state, action)
+        if isinstance(action, decision.Wait):
+            return Outcome(ExitStatus.WAITING)
+        if isinstance(action, decision.Post):
+            return self._post(state)
+        if isinstance(action, decision.StartOver):
+            note = "the CA rejected our request: wiped key and request, posted a new one"
+            return self._enroll(key_der=None, note=note)
+        raise ServerAnswerError(action.message)
+
+    def _install(self, state: LocalState, action: decision.Install) -> Outcome:
+        from caramel_embedded import der, pki
+
+        pki.check_issued_certificate(
+            action.certificate_der, self.anchor.der, state.key_der, self.identity, self.now
+        )
+        facts = der.certificate_facts(action.certificate_der)
+        mtime = decision.last_modified_or_not_before(action.last_modified, facts.not_before)
+        content = compose(state.key_der, state.request_der, action.certificate_der)
+        self.handle.replace(content, mtime=mtime)
+        self.reporter.progress(
+            f"installed a certificate valid until {facts.not_after:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        return Outcome(ExitStatus.OK)
+
+    def _enroll(
+        self, key_der: bytes | None, set_aside_as: Path | None = None, note: str | None = None
+    ) -> Outcome:
+        """Write a (new key and) new request, then post it; the key is on disk before."""
+        from caramel_embedded import pki
+
+        if key_der is None:
+            self.reporter.progress(f"generating an RSA {self.settings.key_bits}-bit key")
+            key_der = pki.new_private_key(self.settings.key_bits)
+        request_der = pki.new_request(key_der, self.anchor.der, self.identity)
+        content = compose(key_der, request_der)
+        self.handle.replace(content, set_aside_as=set_aside_as)
+        state = parse(content)
+        assert state is not None
+        try:
+            return self._post(state, note)
+        finally:
+            self._close_server()
+
+    def _post(self, state: LocalState, note: str | None = None) -> Outcome:
+        server = self._connect()
+        self.reporter.progress(f"POST {state.request_sha256[:16]}…")
+        try:
+            answer = server.post_request(state.request_sha256, state.request_pem)
+        except CaramelError as error:
+            raise _with_note(error, note) from None
+        self.reporter.progress(f"server answered {answer.status} {answer.reason}")
+        action = decision.after_post(answer)
+        if isinstance(action, decision.Fail):
+            raise _with_note(ServerAnswerError(action.message), note)
+        return Outcome(ExitStatus.WAITING, note)
+
+    def _connect(self) -> CaramelServer:
+        from caramel_embedded import transport
+
+        if self._server is None:
+            assert self.settings.server is not None
+            self._server = transport.CaramelServer(
+                self.settings.server,
+                self.anchor,
+                self.identity,
+                transport.Deadline(self.settings.timeout),
+                self.reporter.progress,
+            )
+        return self._server
+
+    def _close_server(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+
+def _with_note(error: CaramelError, note: str | None) -> CaramelError:
+    """The same error, its line extended by what was done before it (a set-aside file)."""
+    if note is not None and not isinstance(error, InterruptedBySignal):
+        error.args = (f"{error} ({note})",)
+    return error

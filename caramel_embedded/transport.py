@@ -1,0 +1,233 @@
+"""HTTPS to the Caramel server: urllib3, our CA only, one deadline, capped reads.
+
+Trust is the CA certificate alone (never the system store), the host name is checked, and
+TLS 1.2 is the floor. The installed certificate is shown as the TLS client certificate while
+it is valid; a server that refuses the handshake with it (a TLS alert, a dropped
+connection, or nginx's 400 for a certificate it will not take) is asked once more without.
+Redirects are never followed and ``Retry-After`` is never slept on: the caller decides when
+to try again. ``--timeout`` bounds all of it together, enforced by a real-time interval
+timer so that a server trickling one byte a second cannot stretch an invocation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import urllib3
+from urllib3 import exceptions as urllib3_errors
+
+from caramel_embedded import __version__
+from caramel_embedded.decision import RequestPlan, ServerAnswer
+from caramel_embedded.errors import NetworkError
+from caramel_embedded.server_address import ServerAddress
+from caramel_embedded.trust import TrustAnchor
+
+if TYPE_CHECKING:
+    from urllib3 import HTTPResponse
+
+BODY_LIMIT = 64 * 1024
+
+
+class DeadlineExpired(NetworkError):
+    """The invocation's network time is used up."""
+
+
+class _HandshakeRefused(Exception):
+    """The server would not go on with our client certificate."""
+
+
+class Deadline:
+    """One bound over every connection, handshake, read and the POST of an invocation."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._end = clock() + seconds
+
+    def remaining(self) -> float:
+        left = self._end - self._clock()
+        if left <= 0:
+            raise self.expired()
+        return left
+
+    def expired(self) -> DeadlineExpired:
+        return DeadlineExpired(f"no complete answer from the server within {self.seconds:g} s")
+
+    @contextlib.contextmanager
+    def enforced(self) -> Iterator[float]:
+        """Run the body with SIGALRM armed for the time that is left."""
+        left = self.remaining()
+
+        def expire(_signum: int, _frame: FrameType | None) -> None:
+            raise self.expired()
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, left)
+        try:
+            yield left
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+def user_agent(client_id: str) -> str:
+    return f"caramel-embedded/{__version__} (client-id={client_id})"
+
+
+def tls_context(anchor: TrustAnchor, client_certificate_file: Path | None) -> ssl.SSLContext:
+    """Verify against the CA only; optionally present the combined file's key and cert."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_verify_locations(cadata=anchor.pem.decode("ascii"))
+    if client_certificate_file is not None:
+        context.load_cert_chain(str(client_certificate_file))
+    return context
+
+
+class CaramelServer:
+    """The protocol's two requests, over at most two pools (with and without our cert)."""
+
+    def __init__(
+        self,
+        address: ServerAddress,
+        anchor: TrustAnchor,
+        client_id: str,
+        deadline: Deadline,
+        progress: Callable[[str], None],
+    ) -> None:
+        self.address = address
+        self._anchor = anchor
+        self._deadline = deadline
+        self._progress = progress
+        self._headers = {"User-Agent": user_agent(client_id)}
+        self._pool: urllib3.HTTPSConnectionPool | None = None
+
+    def get_certificate(self, plan: RequestPlan, combined_file: Path) -> ServerAnswer:
+        """``GET /<sha256>``, with our certificate while valid, else (or if refused) without."""
+        headers = dict(self._headers)
+        if plan.if_modified_since is not None:
+            headers["If-Modified-Since"] = plan.if_modified_since
+        path = self.address.path(plan.request_sha256)
+        if plan.present_client_certificate:
+            try:
+                self._pool = self._new_pool(combined_file)
+            except ssl.SSLError as error:
+                self._progress(f"cannot use the installed certificate for TLS: {error}")
+            else:
+                try:
+                    answer = self._request("GET", path, headers, refusal_possible=True)
+                except _HandshakeRefused as refusal:
+                    self._progress(
+                        f"server refused our client certificate ({refusal}); again without it"
+                    )
+                else:
+                    if answer.status != 400:
+                        return answer
+                    self._progress(
+                        "server answered 400 to our client certificate; again without it"
+                    )
+                self._pool.close()
+        self._pool = self._new_pool(None)
+        return self._request("GET", path, headers)
+
+    def post_request(self, request_sha256: str, request_pem: bytes) -> ServerAnswer:
+        """``POST /<sha256>`` with the request's exact PEM bytes."""
+        if self._pool is None:
+            self._pool = self._new_pool(None)
+        headers = {**self._headers, "Content-Type": "application/pkcs10"}
+        return self._request("POST", self.address.path(request_sha256), headers, request_pem)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+
+    def _new_pool(self, client_certificate_file: Path | None) -> urllib3.HTTPSConnectionPool:
+        return urllib3.HTTPSConnectionPool(
+            self.address.host,
+            self.address.port,
+            ssl_context=tls_context(self._anchor, client_certificate_file),
+            maxsize=1,
+            retries=False,
+        )
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes | None = None,
+        refusal_possible: bool = False,
+    ) -> ServerAnswer:
+        assert self._pool is not None
+        try:
+            with self._deadline.enforced() as left:
+                response = self._pool.urlopen(
+                    method,
+                    path,
+                    body=body,
+                    headers=headers,
+                    redirect=False,
+                    retries=False,
+                    preload_content=False,
+                    assert_same_host=False,
+                    timeout=urllib3.Timeout(connect=left, read=left),
+                )
+                return _read_answer(response)
+        except (urllib3_errors.SSLError, urllib3_errors.ProtocolError) as error:
+            if refusal_possible:
+                raise _HandshakeRefused(_reason(error)) from None
+            raise NetworkError(f"{self.address}: {_reason(error)}") from None
+        except urllib3_errors.TimeoutError:
+            raise self._deadline.expired() from None
+        except urllib3_errors.NewConnectionError as error:
+            raise NetworkError(f"cannot connect to {self.address}: {_reason(error)}") from None
+        except (urllib3_errors.HTTPError, OSError) as error:
+            raise NetworkError(f"{self.address}: {_reason(error)}") from None
+
+
+def _read_answer(response: HTTPResponse) -> ServerAnswer:
+    try:
+        declared = int(response.headers.get("Content-Length", "0") or "0")
+    except ValueError:
+        declared = 0
+    if declared > BODY_LIMIT:
+        response.close()
+        raise NetworkError(f"server answer of {declared} bytes exceeds {BODY_LIMIT}")
+    body = response.read(BODY_LIMIT + 1)
+    if len(body) > BODY_LIMIT:
+        response.close()
+        raise NetworkError(f"server answer exceeds {BODY_LIMIT} bytes")
+    response.release_conn()
+    headers = {name.lower(): value for name, value in response.headers.items()}
+    return ServerAnswer(response.status, response.reason or "", headers, body)
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost useful words of a urllib3 error, on one line."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"TLS: server certificate not trusted: {cause.verify_message}"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS: {cause.reason or cause}"
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__ or _inner(cause)
+    return " ".join(str(error).split())[:200]
+
+
+def _inner(error: BaseException) -> BaseException | None:
+    for attribute in ("reason", "original_error"):
+        inner = getattr(error, attribute, None)
+        if isinstance(inner, BaseException) and inner is not error:
+            return inner
+    if error.args and isinstance(error.args[-1], BaseException):
+        return error.args[-1]
+    return None

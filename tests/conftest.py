@@ -1,0 +1,70 @@
+"""Fixtures that build real things: a CA, a TLS server, the command in a real process."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests import fake_signer
+from tests.ca_factory import Authority, make_authority
+from tests.command import run_client
+
+CLIENT_ID = "device-0001"
+
+
+@pytest.fixture(scope="session")
+def authority() -> Authority:
+    return make_authority()
+
+
+@pytest.fixture(scope="session")
+def ca_file(authority: Authority, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return authority.write(tmp_path_factory.mktemp("ca") / "ca.pem")
+
+
+@pytest.fixture
+def signer(
+    authority: Authority, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[fake_signer.FakeCaramel]:
+    server, fake = fake_signer.start(authority, tmp_path_factory.mktemp("tls"))
+    fake.url = f"https://127.0.0.1:{server.port}"  # type: ignore[attr-defined]
+    try:
+        yield fake
+    finally:
+        server.clear()
+        server.stop()
+
+
+@dataclass
+class Client:
+    """One device: its combined file, its CA, and the server it asks."""
+
+    server: str
+    file: Path
+    ca_file: Path
+    client_id: str = CLIENT_ID
+
+    def args(self, *extra: str) -> list[str]:
+        return [
+            self.server,
+            self.client_id,
+            "--file",
+            str(self.file),
+            "--ca-cert",
+            str(self.ca_file),
+            *extra,
+        ]
+
+    def run(
+        self, *extra: str, env: dict[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        return run_client(self.args(*extra), env=env, timeout=timeout)
+
+
+@pytest.fixture
+def client(signer: fake_signer.FakeCaramel, ca_file: Path, tmp_path: Path) -> Client:
+    return Client(signer.url, tmp_path / "state" / "client.pem", ca_file)  # type: ignore[attr-defined]
