@@ -66,6 +66,14 @@ class LockedFile:
 
     def apply_ownership(self) -> bool:
         """Give the existing file our owner and mode without rewriting it; True if changed."""
+        try:
+            return self._apply_ownership()
+        except OSError as error:
+            raise CombinedFileError(
+                f"{self.path}: cannot set owner or mode: {error.strerror}"
+            ) from None
+
+    def _apply_ownership(self) -> bool:
         info = os.fstat(self._descriptor)
         changed = False
         wanted_uid = info.st_uid if self.ownership.uid == -1 else self.ownership.uid
@@ -111,10 +119,12 @@ class LockedFile:
             if set_aside_as is not None:
                 _keep_aside(self.path, set_aside_as)
             os.rename(temporary, self.path)
-        except BaseException:
+        except BaseException as error:
             os.close(descriptor)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
+            if isinstance(error, OSError):
+                raise CombinedFileError(f"{self.path}: cannot write: {error.strerror}") from None
             raise
         old, self._descriptor = self._descriptor, descriptor
         os.close(old)

@@ -34,18 +34,15 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def resolve_client_id(settings: Settings, identity_root: Path = Path("/")) -> str:
-    return client_id.resolve(settings.client_id, settings.client_id_from, identity_root)
+def resolve_client_id(settings: Settings) -> str:
+    return client_id.resolve(settings.client_id, settings.client_id_from, settings.identity_root)
 
 
 def run(
-    settings: Settings,
-    reporter: Reporter,
-    identity_root: Path = Path("/"),
-    clock: Callable[[], datetime] = utc_now,
+    settings: Settings, reporter: Reporter, clock: Callable[[], datetime] = utc_now
 ) -> Outcome:
     """Do what one invocation does; raise an ``errors`` class for anything but 0 and 69."""
-    identity = resolve_client_id(settings, identity_root)
+    identity = resolve_client_id(settings)
     anchor = trust.load(settings.ca_cert)
     now = clock()
     trust.check_clock(anchor, now)

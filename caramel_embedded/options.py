@@ -43,6 +43,7 @@ class Settings:
     verbose: bool
     syslog: bool
     show_version: bool
+    identity_root: Path = Path("/")  # where /sys, /proc and /etc are read (CARAMEL_IDENTITY_ROOT)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -134,6 +135,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> Setti
         verbose=arguments.verbose,
         syslog=arguments.syslog,
         show_version=arguments.version,
+        identity_root=Path(environ.get("CARAMEL_IDENTITY_ROOT") or "/"),
     )
 
 

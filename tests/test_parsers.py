@@ -1,0 +1,144 @@
+"""The small parsers of the lean path, checked against cryptography and the standard library."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+from hypothesis import given
+from hypothesis import strategies as st
+
+from caramel_embedded import der, httpdate, pem, state
+from tests.ca_factory import make_authority, name, new_key
+
+AUTHORITY = make_authority(key_slot=1)
+
+
+def _der(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.DER)
+
+
+@pytest.mark.parametrize(
+    ("not_before", "not_after"),
+    [
+        pytest.param(
+            dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 1, 3, tzinfo=dt.UTC),
+            id="utctime",
+        ),
+        pytest.param(
+            dt.datetime(1999, 12, 31, 23, 59, 59, tzinfo=dt.UTC),
+            dt.datetime(2051, 6, 1, tzinfo=dt.UTC),
+            id="generalizedtime-after-2049",
+        ),
+    ],
+)
+def test_certificate_facts_agree_with_cryptography(
+    not_before: dt.datetime, not_after: dt.datetime
+) -> None:
+    subject = name(
+        ((NameOID.COUNTRY_NAME, "SE"), (NameOID.ORGANIZATION_NAME, "Ex"),
+         (NameOID.COMMON_NAME, "dev:01@a.b-c_d"))
+    )
+    certificate = AUTHORITY.issue(new_key(3).public_key(), subject, not_before, not_after)
+    facts = der.certificate_facts(_der(certificate))
+    assert facts.not_before == certificate.not_valid_before_utc
+    assert facts.not_after == certificate.not_valid_after_utc
+    assert facts.common_name == "dev:01@a.b-c_d"
+    assert [a.value for a in facts.subject] == [a.value for a in certificate.subject]
+    assert [a.value for a in facts.issuer] == [a.value for a in certificate.issuer]
+    assert [a.oid for a in facts.subject] == [_oid_der(a.oid) for a in certificate.subject]
+
+
+def _oid_der(oid: x509.ObjectIdentifier) -> bytes:
+    parts = [int(p) for p in oid.dotted_string.split(".")]
+    out = bytearray([parts[0] * 40 + parts[1]])
+    for part in parts[2:]:
+        chunk = [part & 0x7F]
+        part >>= 7
+        while part:
+            chunk.append(0x80 | (part & 0x7F))
+            part >>= 7
+        out.extend(reversed(chunk))
+    return bytes(out)
+
+
+def test_request_subject_agrees_with_cryptography() -> None:
+    from cryptography.hazmat.primitives import hashes
+
+    key = new_key(3)
+    subject = name(((NameOID.COUNTRY_NAME, "SE"), (NameOID.COMMON_NAME, "Ünïcode-ok")))
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    parsed = der.request_subject(csr.public_bytes(serialization.Encoding.DER))
+    assert [a.value for a in parsed] == ["SE", "Ünïcode-ok"]
+
+
+@given(st.binary(max_size=400))
+def test_der_reader_rejects_garbage_cleanly(data: bytes) -> None:
+    for reader in (der.certificate_facts, der.request_subject, der.check_rsa_pkcs8):
+        try:
+            reader(data)
+        except der.DERError:
+            pass
+
+
+@given(st.integers(min_value=0, max_value=len(_der(AUTHORITY.certificate)) - 1))
+def test_truncated_certificate_is_a_der_error(cut: int) -> None:
+    with pytest.raises(der.DERError):
+        der.certificate_facts(_der(AUTHORITY.certificate)[:cut])
+
+
+def test_pem_encoding_is_byte_for_byte_cryptographys() -> None:
+    certificate_pem = AUTHORITY.certificate.public_bytes(serialization.Encoding.PEM)
+    assert pem.encode("CERTIFICATE", _der(AUTHORITY.certificate)) == certificate_pem
+    blocks = pem.decode_all(certificate_pem)
+    assert blocks == [pem.PEMBlock("CERTIFICATE", _der(AUTHORITY.certificate))]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"garbage",
+        b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\ntrailing",
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+        b"lead\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    ],
+)
+def test_pem_decoder_is_strict(text: bytes) -> None:
+    with pytest.raises(pem.PEMError):
+        pem.decode_all(text)
+
+
+@given(st.binary(max_size=300))
+def test_combined_file_parser_never_crashes(data: bytes) -> None:
+    try:
+        state.parse(data)
+    except state.CorruptFileError:
+        pass
+
+
+@given(st.integers(min_value=0, max_value=253402300799))
+def test_http_date_round_trips_like_email_utils(timestamp: int) -> None:
+    text = httpdate.format_http_date(timestamp)
+    assert text == email.utils.formatdate(timestamp, usegmt=True)
+    assert httpdate.parse_http_date(text) == timestamp
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        None,
+        "",
+        "Sunday, 06-Nov-94 08:49:37 GMT",  # RFC 850: valid HTTP, but does not round-trip
+        "Sun Nov  6 08:49:37 1994",  # asctime
+        "Mon, 06 Nov 1994 08:49:37 GMT",  # wrong weekday
+        "Sun, 31 Feb 1994 08:49:37 GMT",
+        "Sun, 06 Nov 1994 08:49:37 UTC",
+    ],
+)
+def test_http_date_parser_keeps_only_round_tripping_dates(text: str | None) -> None:
+    assert httpdate.parse_http_date(text) is None
