@@ -54,7 +54,7 @@ def _main(argv: Sequence[str]) -> int:
         return _ERROR
     except SystemExit as done:  # --help
         return 0 if done.code in (0, None) else _ERROR
-    except BaseException as error:  # noqa: BLE001 - the outermost handler: one line, 127
+    except BaseException as error:
         reporter.error(f"internal error: {type(error).__name__}: {error}")
         return _ERROR
     if outcome.message:

@@ -49,12 +49,20 @@ def run(
     assert settings.server is not None
     reporter.progress(f"client id {identity}, CA {anchor.subject_text}, server {settings.server}")
     with combined_file.locked(settings.file, settings.ownership) as handle:
-        return _Invocation(settings, reporter, identity, anchor, handle, now).run()
+        return _Invocation(
+            settings=settings,
+            reporter=reporter,
+            identity=identity,
+            anchor=anchor,
+            handle=handle,
+            now=now,
+        ).run()
 
 
 class _Invocation:
     def __init__(
         self,
+        *,
         settings: Settings,
         reporter: Reporter,
         identity: str,
@@ -127,7 +135,11 @@ class _Invocation:
         from caramel_embedded import der, pki
 
         pki.check_issued_certificate(
-            action.certificate_der, self.anchor.der, state.key_der, self.identity, self.now
+            action.certificate_der,
+            self.anchor.certificate_der,
+            state.key_der,
+            self.identity,
+            self.now,
         )
         facts = der.certificate_facts(action.certificate_der)
         mtime = decision.last_modified_or_not_before(action.last_modified, facts.not_before)
@@ -147,7 +159,7 @@ class _Invocation:
         if key_der is None:
             self.reporter.progress(f"generating an RSA {self.settings.key_bits}-bit key")
             key_der = pki.new_private_key(self.settings.key_bits)
-        request_der = pki.new_request(key_der, self.anchor.der, self.identity)
+        request_der = pki.new_request(key_der, self.anchor.certificate_der, self.identity)
         content = compose(key_der, request_der)
         self.handle.replace(content, set_aside_as=set_aside_as)
         state = parse(content)

@@ -35,12 +35,13 @@ def request_subject(ca_certificate_der: bytes, client_id: str) -> x509.Name:
     rdns = []
     replaced = False
     for rdn in ca_subject.rdns:
-        attributes = []
+        attributes: list[x509.NameAttribute[str | bytes]] = []
         for attribute in rdn:
             if attribute.oid == NameOID.COMMON_NAME:
-                attribute = x509.NameAttribute(NameOID.COMMON_NAME, client_id)
+                attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, client_id))
                 replaced = True
-            attributes.append(attribute)
+            else:
+                attributes.append(attribute)
         rdns.append(x509.RelativeDistinguishedName(attributes))
     if not replaced:
         rdns.append(

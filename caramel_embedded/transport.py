@@ -30,7 +30,7 @@ from caramel_embedded.server_address import ServerAddress
 from caramel_embedded.trust import TrustAnchor
 
 if TYPE_CHECKING:
-    from urllib3 import HTTPResponse
+    from urllib3 import BaseHTTPResponse
 
 BODY_LIMIT = 64 * 1024
 
@@ -192,7 +192,7 @@ class CaramelServer:
             raise NetworkError(f"{self.address}: {_reason(error)}") from None
 
 
-def _read_answer(response: HTTPResponse) -> ServerAnswer:
+def _read_answer(response: BaseHTTPResponse) -> ServerAnswer:
     try:
         declared = int(response.headers.get("Content-Length", "0") or "0")
     except ValueError:

@@ -34,12 +34,12 @@ class TrustAnchor:
 
     source: str
     pem: bytes
-    der: bytes
+    certificate_der: bytes
     facts: der.CertificateFacts
 
     @property
     def sha256_fingerprint(self) -> str:
-        digest = hashlib.sha256(self.der).hexdigest().upper()
+        digest = hashlib.sha256(self.certificate_der).hexdigest().upper()
         return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
     @property

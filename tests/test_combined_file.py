@@ -57,9 +57,12 @@ def test_lock_survives_atomic_replacement(tmp_path: Path) -> None:
 
 def test_second_lock_in_same_process_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "client.pem"
-    with combined_file.locked(path, Ownership()), pytest.raises(LockHeldError):
-        with combined_file.locked(path, Ownership()):
-            pass
+    with (
+        combined_file.locked(path, Ownership()),
+        pytest.raises(LockHeldError),
+        combined_file.locked(path, Ownership()),
+    ):
+        pass
 
 
 def test_new_files_never_have_wider_permissions_than_asked(

@@ -39,16 +39,18 @@ def _certificate_der(not_before: dt.datetime, not_after: dt.datetime) -> bytes:
 
 
 def _state(certificate_der: bytes | None, mtime: int | None = 1_780_000_000) -> LocalState:
-    from caramel_embedded import pki
     from cryptography.hazmat.primitives import serialization
+
+    from caramel_embedded import pki
 
     key_der = KEY.private_bytes(
         serialization.Encoding.DER,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    request_der = pki.new_request(key_der, AUTHORITY.certificate.public_bytes(
-        serialization.Encoding.DER), CLIENT_ID)
+    request_der = pki.new_request(
+        key_der, AUTHORITY.certificate.public_bytes(serialization.Encoding.DER), CLIENT_ID
+    )
     state = parse(compose(key_der, request_der, certificate_der), mtime)
     assert state is not None
     return state
@@ -134,7 +136,9 @@ def test_after_get(state: LocalState, server_answer: ServerAnswer, expected: obj
             id="200-two-certificates",
         ),
         pytest.param(
-            PENDING, answer(200, pem.encode("CERTIFICATE", b"\x30\x03abc")), "malformed",
+            PENDING,
+            answer(200, pem.encode("CERTIFICATE", b"\x30\x03abc")),
+            "malformed",
             id="200-bad-der",
         ),
         pytest.param(PENDING, answer(500), "HTTP 500", id="500"),
@@ -184,8 +188,11 @@ def test_after_post(server_answer: ServerAnswer, expected_wait: bool) -> None:
 
 def test_error_detail_comes_from_problem_json() -> None:
     action = decision.after_post(
-        answer(400, b'{"title": "Bad Request", "detail": "bad subject: C=XX"}',
-               content_type="application/problem+json")
+        answer(
+            400,
+            b'{"title": "Bad Request", "detail": "bad subject: C=XX"}',
+            content_type="application/problem+json",
+        )
     )
     assert isinstance(action, Fail)
     assert action.message == "server answered POST with HTTP 400: Bad Request: bad subject: C=XX"
@@ -199,7 +206,9 @@ def test_validator_is_last_modified_else_not_before() -> None:
 
 def test_request_subject_must_name_this_device_under_this_ca() -> None:
     ca_subject = der.certificate_facts(
-        AUTHORITY.certificate.public_bytes(__import__("cryptography").hazmat.primitives.serialization.Encoding.DER)
+        AUTHORITY.certificate.public_bytes(
+            __import__("cryptography").hazmat.primitives.serialization.Encoding.DER
+        )
     ).subject
     assert decision.request_subject_matches(PENDING.request_subject, ca_subject, CLIENT_ID)
     assert not decision.request_subject_matches(PENDING.request_subject, ca_subject, "other")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import stat
 from pathlib import Path
@@ -217,7 +216,9 @@ def test_wrong_certificate_is_refused_and_state_kept(
     assert snapshot(client.file) == before
 
 
-def test_expired_certificate_is_refused_and_state_kept(client: Client, signer: FakeCaramel) -> None:
+def test_expired_certificate_is_refused_and_state_kept(
+    client: Client, signer: FakeCaramel
+) -> None:
     enrolled(client)
     before = snapshot(client.file)
     now = dt.datetime.now(dt.UTC)
@@ -235,7 +236,12 @@ def test_expired_certificate_is_refused_and_state_kept(client: Client, signer: F
 
 def test_expired_installed_certificate_is_not_shown(client: Client, signer: FakeCaramel) -> None:
     now = dt.datetime.now(dt.UTC)
-    installed(client, signer, not_before=now - dt.timedelta(hours=2), not_after=now + dt.timedelta(seconds=3))
+    installed(
+        client,
+        signer,
+        not_before=now - dt.timedelta(hours=2),
+        not_after=now + dt.timedelta(seconds=3),
+    )
     import time
 
     time.sleep(4)  # the installed certificate expires
@@ -253,8 +259,9 @@ def test_certificate_refused_in_handshake_is_retried_without(
     client: Client, signer: FakeCaramel
 ) -> None:
     """A valid certificate from a CA the TLS server does not know makes the handshake fail."""
-    from caramel_embedded import state
     from cryptography.hazmat.primitives.serialization import Encoding
+
+    from caramel_embedded import state
 
     installed(client, signer)
     parsed = state.parse(client.file.read_bytes())
