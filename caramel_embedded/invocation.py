@@ -83,7 +83,7 @@ class _Invocation:
             self.reporter.progress(f"removed {name}, left by an interrupted invocation")
         data, mtime = self.handle.read()
         try:
-            state = parse(data, mtime)
+            return self._run_with(parse(data, mtime))
         except CorruptFileError as error:
             aside = combined_file.corrupt_name(self.settings.file, self.now)
             note = (
@@ -91,6 +91,9 @@ class _Invocation:
                 "started over with a new key"
             )
             return self._enroll(key_der=None, set_aside_as=aside, note=note)
+
+    def _run_with(self, state: LocalState | None) -> Outcome:
+        """Raises ``CorruptFileError`` when the key turns out unusable on the way."""
         if state is None:
             self.reporter.progress(f"no key in {self.settings.file}: making one")
             return self._enroll(key_der=None)

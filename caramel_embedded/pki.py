@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from caramel_embedded.errors import CertificateCheckError, CombinedFileError
+from caramel_embedded.errors import CertificateCheckError
+from caramel_embedded.state import CorruptFileError
 
 _PUBLIC_EXPONENT = 65537
 
@@ -98,7 +99,7 @@ def _load_rsa_key(key_der: bytes) -> rsa.RSAPrivateKey:
     try:
         key = serialization.load_der_private_key(key_der, password=None)
     except (ValueError, TypeError) as error:
-        raise CombinedFileError(f"the private key cannot be read: {error}") from None
+        raise CorruptFileError(f"the private key cannot be read: {error}") from None
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise CombinedFileError("the private key is not an RSA key")
+        raise CorruptFileError("the private key is not an RSA key")
     return key

@@ -27,6 +27,7 @@ from caramel_embedded import __version__
 from caramel_embedded.decision import RequestPlan, ServerAnswer
 from caramel_embedded.errors import NetworkError
 from caramel_embedded.server_address import ServerAddress
+from caramel_embedded.state import CorruptFileError
 from caramel_embedded.trust import TrustAnchor
 
 if TYPE_CHECKING:
@@ -119,7 +120,9 @@ class CaramelServer:
             try:
                 self._pool = self._new_pool(combined_file)
             except ssl.SSLError as error:
-                self._progress(f"cannot use the installed certificate for TLS: {error}")
+                raise CorruptFileError(
+                    f"its key and certificate do not load together ({error.reason or error})"
+                ) from None
             else:
                 try:
                     answer = self._request("GET", path, headers, refusal_possible=True)

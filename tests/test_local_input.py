@@ -163,3 +163,47 @@ def test_owner_holds_for_a_new_file(client: Client, signer: FakeCaramel) -> None
     assert result.returncode == 69, result.stderr
     info = client.file.stat()
     assert (info.st_uid, info.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+
+
+def test_key_and_certificate_that_do_not_match_are_set_aside(
+    client: Client, signer: FakeCaramel
+) -> None:
+    """A file whose key cannot present its certificate is unusable: kept aside, new key."""
+    from caramel_embedded import state
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from tests.ca_factory import new_key
+
+    installed(client, signer)
+    parsed = state.parse(client.file.read_bytes())
+    assert parsed is not None
+    stranger = signer.authority.issue(new_key(11).public_key(), signer.only_entry()[1].csr.subject)
+    mismatched = state.compose(
+        parsed.key_der, parsed.request_der, stranger.public_bytes(Encoding.DER)
+    )
+    client.file.write_bytes(mismatched)
+    result = client.run()
+    assert result.returncode == 69
+    assert "do not load together" in result.stderr
+    assert [p.read_bytes() for p in corrupt_copies(client.file.parent)] == [mismatched]
+    assert pem.decode_all(client.file.read_bytes())[0].der != parsed.key_der
+
+
+def test_key_that_cryptography_cannot_load_is_set_aside(
+    client: Client, signer: FakeCaramel
+) -> None:
+    """Right structure, wrong numbers: found when the key is first used, then kept aside."""
+    from caramel_embedded import state
+
+    enrolled(client)
+    parsed = state.parse(client.file.read_bytes())
+    assert parsed is not None
+    broken_key = bytearray(parsed.key_der)
+    broken_key[-20:] = b"\x00" * 20  # inside the last CRT coefficient
+    damaged = state.compose(bytes(broken_key), parsed.request_der)
+    client.file.write_bytes(damaged)
+    signer.sign()
+    result = client.run()
+    assert result.returncode == 69, result.stderr
+    assert "could not be parsed" in result.stderr
+    assert [p.read_bytes() for p in corrupt_copies(client.file.parent)] == [damaged]
