@@ -36,10 +36,10 @@ from tests.command import clean_environment, client_command
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 
-KEY_TRIALS = 30
-INSTALL_TRIALS = 40
+KEY_TRIALS = 25
+INSTALL_TRIALS = 30
 WINDOW_FACTOR = 1.2
-POST_DELAY = 0.3  # the signer's answer time while enrolling: the file is written before it
+POST_DELAY = 0.15  # the signer's answer time while enrolling: the file is written before it
 
 # --- helpers -------------------------------------------------------------------------------
 

@@ -169,9 +169,9 @@ def test_key_and_certificate_that_do_not_match_are_set_aside(
     client: Client, signer: FakeCaramel
 ) -> None:
     """A file whose key cannot present its certificate is unusable: kept aside, new key."""
-    from caramel_embedded import state
     from cryptography.hazmat.primitives.serialization import Encoding
 
+    from caramel_embedded import state
     from tests.ca_factory import new_key
 
     installed(client, signer)

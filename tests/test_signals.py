@@ -1,0 +1,226 @@
+"""TERM, INT and HUP end an invocation at once with 127, the combined file old or new.
+
+The invocation is caught waiting on the server: a gate in the fake signer holds the request
+until the test has sent the signal, so the signal lands exactly while the client waits for
+an answer, not somewhere near it. The client's own ``--timeout`` is far longer than the
+bound the test allows for the exit, so only the signal can have ended it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from werkzeug import Request, Response
+
+from tests.command import clean_environment, client_command
+from tests.conftest import Client
+from tests.fake_signer import FakeCaramel
+
+SIGNALS = ["TERM", "INT", "HUP"]
+CLIENT_TIMEOUT = "120"  # the client's own bound: far beyond what the test waits
+ENDS_WITHIN = 10.0  # "at once", generously, on a loaded machine
+GATE_LIMIT = 60.0
+
+# --- helpers -------------------------------------------------------------------------------
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----\n[A-Za-z0-9+/=\n]+?-----END \1-----\n")
+
+
+@dataclasses.dataclass(frozen=True)
+class Combined:
+    """A combined file that parsed completely: key, [certificate,] request, nothing else."""
+
+    data: bytes
+    key_modulus: int
+    certificate: x509.Certificate | None
+
+
+def parse_combined(data: bytes) -> Combined:
+    """Parse the file strictly; fail the test on anything partial or out of order."""
+    blocks = list(_PEM_BLOCK.finditer(data))
+    assert b"".join(m.group(0) for m in blocks) == data, f"not whole PEM blocks: {data[-80:]!r}"
+    labels = [m.group(1) for m in blocks]
+    assert labels in (
+        [b"PRIVATE KEY", b"CERTIFICATE REQUEST"],
+        [b"PRIVATE KEY", b"CERTIFICATE", b"CERTIFICATE REQUEST"],
+    ), labels
+    key = serialization.load_pem_private_key(blocks[0].group(0), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    request = x509.load_pem_x509_csr(blocks[-1].group(0))
+    assert request.is_signature_valid
+    assert request.public_key() == key.public_key()
+    certificate = None
+    if len(blocks) == 3:
+        certificate = x509.load_pem_x509_certificate(blocks[1].group(0))
+        assert certificate.public_key() == key.public_key()
+    return Combined(data, key.public_key().public_numbers().n, certificate)
+
+
+def temporaries(path: Path) -> list[str]:
+    return sorted(p.name for p in path.parent.glob(f".{path.name}.tmp-*"))
+
+
+def start(client: Client, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*client_command(), *client.args("--timeout", CLIENT_TIMEOUT, *extra)],
+        env=clean_environment(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def signal_and_finish(process: subprocess.Popen[str], name: str) -> tuple[int, str, float]:
+    """Send SIG<name>; return the status, stderr and how long the exit took."""
+    sent = time.monotonic()
+    process.send_signal(signal.Signals[f"SIG{name}"])
+    try:
+        _, stderr = process.communicate(timeout=ENDS_WITHIN + 20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        pytest.fail(f"SIG{name} did not end the invocation")
+    return process.returncode, stderr, time.monotonic() - sent
+
+
+def assert_one_line_naming(stderr: str, name: str) -> None:
+    lines = stderr.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {lines!r}"
+    assert re.search(rf"\b(SIG)?{name}\b", lines[0]), lines[0]
+    assert "Traceback" not in stderr
+
+
+class Gate:
+    """Holds matching requests inside the signer until released."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.arrival = threading.Event()
+        self.opened = threading.Event()
+
+    def __call__(self, request: Request) -> Response | None:
+        if request.method == self.method and not self.opened.is_set():
+            self.arrival.set()
+            self.opened.wait(GATE_LIMIT)
+        return None
+
+
+@pytest.fixture
+def hold(signer: FakeCaramel) -> Iterator[dict[str, Gate]]:
+    gates: dict[str, Gate] = {}
+
+    def forced(request: Request) -> Response | None:
+        gate = gates.get(request.method)
+        return gate(request) if gate else None
+
+    signer.forced = forced
+    try:
+        yield gates
+    finally:
+        for gate in gates.values():
+            gate.opened.set()
+        signer.forced = None
+
+
+# --- waiting on the server ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SIGNALS)
+def test_signal_while_waiting_for_the_answer_ends_with_127_and_keeps_the_pending_file(
+    client: Client, signer: FakeCaramel, hold: dict[str, Gate], name: str
+) -> None:
+    assert client.run().returncode == 69
+    pending = client.file.read_bytes()
+    mtime = client.file.stat().st_mtime_ns
+    hold["GET"] = Gate("GET")
+
+    process = start(client)
+    assert hold["GET"].arrival.wait(60), "the invocation never asked the server"
+    status, stderr, took = signal_and_finish(process, name)
+
+    assert status == 127, stderr
+    assert_one_line_naming(stderr, name)
+    assert took < ENDS_WITHIN, f"SIG{name} took {took:.1f} s to end the invocation"
+    assert client.file.read_bytes() == pending
+    assert client.file.stat().st_mtime_ns == mtime
+    assert temporaries(client.file) == []
+
+
+@pytest.mark.parametrize("name", SIGNALS)
+def test_signal_while_posting_a_new_request_leaves_the_new_file_complete(
+    client: Client, signer: FakeCaramel, hold: dict[str, Gate], name: str
+) -> None:
+    hold["POST"] = Gate("POST")
+    process = start(client)  # no file: makes a key and a request, writes them, posts
+    assert hold["POST"].arrival.wait(60), "the invocation never posted"
+    status, stderr, took = signal_and_finish(process, name)
+
+    assert status == 127, stderr
+    assert_one_line_naming(stderr, name)
+    assert took < ENDS_WITHIN, f"SIG{name} took {took:.1f} s to end the invocation"
+    written = parse_combined(client.file.read_bytes())  # new and complete
+    assert written.certificate is None
+    assert os.stat(client.file).st_mode & 0o777 == 0o600
+    assert temporaries(client.file) == []
+
+    hold["POST"].opened.set()
+    again = client.run()
+    assert again.returncode == 69, again
+    assert parse_combined(client.file.read_bytes()).key_modulus == written.key_modulus
+
+
+# --- making the key ----------------------------------------------------------------------------
+
+
+def test_signal_while_generating_a_4096_bit_key_ends_with_127_and_no_partial_file(
+    client: Client, signer: FakeCaramel
+) -> None:
+    process = start(client, "--key-bits", "4096", "-v")
+    lines: list[str] = []
+    generating = threading.Event()
+
+    def read_progress() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line.rstrip("\n"))
+            if re.search(r"generat\w*\b.*\bkey", line, re.IGNORECASE):
+                generating.set()
+
+    reader = threading.Thread(target=read_progress, daemon=True)
+    reader.start()
+    assert generating.wait(60), f"no progress line about generating the key: {lines!r}"
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    try:
+        status = process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("SIGTERM did not end the invocation")
+    took = time.monotonic() - sent
+    reader.join(10)
+
+    assert status == 127, lines
+    # -v prints progress; the outcome is one line naming the signal, the last one.
+    naming = [line for line in lines if re.search(r"\b(SIG)?TERM\b", line)]
+    assert naming == [lines[-1]], lines
+    assert took < 30, f"SIGTERM during key generation took {took:.1f} s"
+    if client.file.exists() and client.file.stat().st_size:
+        parse_combined(client.file.read_bytes())  # a complete file, never a partial one
+    assert temporaries(client.file) == []
+
+    again = client.run()
+    assert again.returncode == 69, again
+    parse_combined(client.file.read_bytes())
