@@ -86,6 +86,16 @@ class LockedFile:
             changed = True
         return changed
 
+    def set_mtime(self, mtime: int) -> None:
+        """Change only the modification time (the kept validator); the bytes stay as they are."""
+        try:
+            os.utime(self._descriptor, (mtime, mtime))
+            os.fsync(self._descriptor)
+        except OSError as error:
+            raise CombinedFileError(
+                f"{self.path}: cannot set its time: {error.strerror}"
+            ) from None
+
     def remove_stale_temporaries(self) -> list[str]:
         """Delete what a killed invocation left; safe because we hold the lock."""
         removed = []

@@ -9,12 +9,16 @@ property of these few functions.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from caramel_embedded import der, pem
 from caramel_embedded.httpdate import format_http_date, parse_http_date
 from caramel_embedded.state import LocalState
+
+
+_HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 class ExitStatus(enum.IntEnum):
@@ -50,7 +54,14 @@ class RequestPlan:
 
 @dataclass(frozen=True)
 class Keep:
-    """The installed certificate is current: write nothing, exit 0."""
+    """The installed certificate is current: exit 0 without writing the file.
+
+    ``new_validator`` is a ``Last-Modified`` that came with the installed certificate and
+    differs from the one kept as the file's mtime (a caching proxy was put in front, or
+    refreshed its copy): only the mtime takes it, so that the next request can get a 304.
+    """
+
+    new_validator: int | None = None
 
 
 @dataclass(frozen=True)
@@ -145,15 +156,22 @@ def _after_certificate(state: LocalState, answer: ServerAnswer) -> Action:
         der.certificate_facts(certificate_der)
     except der.DERError as error:
         return Fail(f"server answered 200 with a malformed certificate: {error}")
+    last_modified = parse_http_date(answer.headers.get("last-modified"))
     if certificate_der == state.certificate_der:
-        return Keep()
-    return Install(certificate_der, parse_http_date(answer.headers.get("last-modified")))
+        if last_modified is None or last_modified == state.file_mtime:
+            return Keep()
+        return Keep(new_validator=last_modified)
+    return Install(certificate_der, last_modified)
 
 
 def problem_detail(answer: ServerAnswer) -> str:
-    """The human part of a problem+json (or plain) error body, one line, bounded."""
+    """The human part of a problem+json, HTML or plain error body, one line, bounded."""
     text = answer.body[:2048].decode("utf-8", "replace")
-    if "json" in answer.headers.get("content-type", ""):
+    content_type = answer.headers.get("content-type", "")
+    if "html" in content_type:
+        title = _HTML_TITLE.search(text)
+        text = title.group(1) if title else ""
+    elif "json" in content_type:
         import json  # only error answers pay for it
 
         try:
@@ -174,7 +192,9 @@ def describe(answer: ServerAnswer, method: str) -> str:
     if 300 <= answer.status < 400 and "location" in answer.headers:
         line += f" to {answer.headers['location'][:200]} (redirects are not followed)"
     detail = problem_detail(answer) if answer.status >= 400 else ""
-    return f"{line}: {detail}" if detail else line
+    if not detail or detail in line:
+        return line
+    return f"{line}: {detail}"
 
 
 def request_subject_matches(request: der.Name, ca_subject: der.Name, client_id: str) -> bool:

@@ -121,6 +121,9 @@ class _Invocation:
         self.reporter.progress(f"server answered {answer.status} {answer.reason}")
         action = decision.after_get(state, plan, answer)
         if isinstance(action, decision.Keep):
+            if action.new_validator is not None:
+                self.handle.set_mtime(action.new_validator)
+                self.reporter.progress("kept the certificate's new Last-Modified as the mtime")
             self.reporter.progress("installed certificate is current")
             return Outcome(ExitStatus.OK)
         if isinstance(action, decision.Install):

@@ -187,10 +187,10 @@ class CaramelServer:
             if refusal_possible:
                 raise _HandshakeRefused(_reason(error)) from None
             raise NetworkError(f"{self.address}: {_reason(error)}") from None
+        except urllib3_errors.NewConnectionError as error:  # before TimeoutError: a subclass
+            raise NetworkError(f"cannot connect to {self.address}: {_reason(error)}") from None
         except urllib3_errors.TimeoutError:
             raise self._deadline.expired() from None
-        except urllib3_errors.NewConnectionError as error:
-            raise NetworkError(f"cannot connect to {self.address}: {_reason(error)}") from None
         except (urllib3_errors.HTTPError, OSError) as error:
             raise NetworkError(f"{self.address}: {_reason(error)}") from None
 

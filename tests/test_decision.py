@@ -112,6 +112,18 @@ def test_request_plan(state: LocalState, present: bool, since: str | None) -> No
             id="200-keeps-last-modified",
         ),
         pytest.param(
+            INSTALLED,
+            answer(200, pem.encode("CERTIFICATE", VALID), last_modified=LAST_MODIFIED),
+            Keep(new_validator=1_780_311_600),
+            id="same-200-new-last-modified-kept-as-mtime",
+        ),
+        pytest.param(
+            _state(VALID, mtime=1_780_311_600),
+            answer(200, pem.encode("CERTIFICATE", VALID), last_modified=LAST_MODIFIED),
+            Keep(),
+            id="same-200-same-last-modified-keeps",
+        ),
+        pytest.param(
             PENDING,
             answer(200, pem.encode("CERTIFICATE", VALID), last_modified="yesterday"),
             Install(VALID, None),

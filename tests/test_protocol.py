@@ -135,6 +135,23 @@ def test_last_modified_is_sent_back_exactly_and_304_writes_nothing(
     assert signer.requests("GET")[-1].headers["If-Modified-Since"] == LAST_MODIFIED
 
 
+def test_last_modified_arriving_with_the_installed_certificate_is_kept_as_mtime(
+    client: Client, signer: FakeCaramel
+) -> None:
+    """A caching proxy put in front later: the same bytes, a new validator, then 304s."""
+    installed(client, signer)
+    content, _, inode = snapshot(client.file)
+    signer.only_entry()[1].last_modified = LAST_MODIFIED
+    result = client.run()
+    assert (result.returncode, result.stderr) == (0, "")
+    assert client.file.read_bytes() == content
+    assert client.file.stat().st_ino == inode
+    assert format_http_date(int(client.file.stat().st_mtime)) == LAST_MODIFIED
+    signer.honour_if_modified_since = True
+    assert client.run().returncode == 0
+    assert signer.requests("GET")[-1].headers["If-Modified-Since"] == LAST_MODIFIED
+
+
 def test_renewed_certificate_replaces_the_old_one(client: Client, signer: FakeCaramel) -> None:
     first = installed(client, signer)
     key = key_of(client.file)
@@ -330,6 +347,26 @@ def test_unexpected_answers_are_127_and_keep_state(
     assert_error(client.run(), *words)
     assert snapshot(client.file) == before
     assert len(signer.seen) == 1  # no retry, no redirect followed
+
+
+def test_html_error_page_is_reduced_to_its_title(client: Client, signer: FakeCaramel) -> None:
+    page = "<html><head><title>502 Bad Gateway</title></head><body>" + "x" * 500 + "</body>"
+    signer.forced = lambda request: Response(page, 502, content_type="text/html")
+    result = client.run()
+    assert_error(result, "HTTP 502", "502 Bad Gateway")
+    assert "xxx" not in result.stderr
+    page = page.replace("502 Bad Gateway", "Upstream down")
+    assert_error(client.run(), "HTTP 502 BAD GATEWAY: Upstream down")
+
+
+def test_connection_refused_is_named(client: Client, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    client.server = f"https://127.0.0.1:{port}"
+    assert_error(client.run(), "cannot connect", "Connection refused")
 
 
 def test_post_refused_is_127_with_the_servers_reason(client: Client, signer: FakeCaramel) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import dataclasses
 import datetime as dt
 import fcntl
 import hashlib
@@ -36,6 +37,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -100,6 +102,9 @@ CA_SUBJECT_ANSWERS: tuple[tuple[str, str], ...] = (
 LM_CACHE_SECONDS = 30
 
 STARTUP_TIMEOUT = 30.0
+# Ports are chosen free, then bound by another process a moment later: another program
+# may take one in between. A start that finds its port taken is retried on new ports.
+PORT_ATTEMPTS = 3
 STOP_TIMEOUT = 10.0
 
 
@@ -187,14 +192,20 @@ _LIVE: set[Service] = set()
 _LIVE_LOCK = threading.Lock()
 
 
+try:
+    _PRCTL: Callable[..., int] | None = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux: no parent-death signal
+    _PRCTL = None
+
+
 def _die_with_parent() -> None:
     """In the child before exec: the kernel sends SIGTERM when our parent dies.
 
     This is the safeguard for a parent killed with SIGKILL, where no Python cleanup runs.
+    The function was looked up before the fork: the child only makes the call.
     """
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 @dataclass(eq=False)
@@ -219,17 +230,18 @@ class Service:
 
     def stop(self) -> None:
         """TERM the whole group, KILL it if it lingers, and reap the leader."""
-        with _LIVE_LOCK:
-            _LIVE.discard(self)
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
+        with INTERRUPTS.critical():
+            if self.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=STOP_TIMEOUT)
+                    os.killpg(self.process.pid, signal.SIGTERM)
+                try:
+                    self.process.wait(timeout=STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(self.process.pid, signal.SIGKILL)
+                    self.process.wait(timeout=STOP_TIMEOUT)
+            with _LIVE_LOCK:
+                _LIVE.discard(self)
 
 
 def start_service(
@@ -245,7 +257,7 @@ def start_service(
             cwd=cwd,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads fork here)
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 (one foreign call, no locks)
         )
     service = Service(name, process, log)
     with _LIVE_LOCK:
@@ -262,26 +274,79 @@ def _stop_leftovers() -> None:
         service.stop()
 
 
-@contextlib.contextmanager
-def signals_raise_interrupt() -> Iterator[None]:
-    """TERM and HUP unwind like Ctrl-C, so context managers stop the stack.
+class _Interrupts:
+    """TERM, HUP and INT unwind like Ctrl-C, except inside ``critical()`` sections.
 
-    Python's default for TERM is to die at once, skipping every ``finally``. Only the main
-    thread can install handlers; elsewhere this does nothing.
+    Python's default for TERM is to die at once, skipping every ``finally``, so the stack
+    would outlive us. And an interrupt that lands between starting a process and
+    recording it (or halfway through stopping one) would lose it: such sections defer
+    the interrupt to their end.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
-    def interrupt(signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+    signals = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    def __init__(self) -> None:
+        self.depth = 0
+        self.pending: str | None = None
+
+    def handler(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.depth:
+            self.pending = name
+            return
+        raise KeyboardInterrupt(f"signal {name}")
+
+    @contextlib.contextmanager
+    def critical(self) -> Iterator[None]:
+        """Run a block to its end; an interrupt meanwhile is raised after it."""
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if self.depth == 0 and self.pending is not None:
+                name, self.pending = self.pending, None
+                raise KeyboardInterrupt(f"signal {name}")
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Handle the signals while the block runs (main thread only: elsewhere Python
+        cannot install handlers, and the defaults stay)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handler) for sig in self.signals}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+INTERRUPTS = _Interrupts()
+
+
+WORKDIR_PREFIX = "caramel-e2e-"
+OWNER_FILE = "owner.pid"
+
+
+def remove_stale_workdirs() -> None:
+    """Remove the working directories of runs that were killed outright (SIGKILL).
+
+    Their processes died with them (parent-death signal); only the directory is left. A
+    directory counts as stale when the process named in its owner file is gone.
+    """
+    for directory in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+        try:
+            owner = int((directory / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            shutil.rmtree(directory, ignore_errors=True)
+        except PermissionError:
+            continue
 
 
 def free_port() -> int:
@@ -291,19 +356,52 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(service: Service, port: int, timeout: float = STARTUP_TIMEOUT) -> None:
-    """Return once the port accepts; fail early, with the log, if the service died."""
+class PortTaken(HarnessError):
+    """Another process took a port between our choice and the service's bind."""
+
+
+def wait_until_ready(
+    service: Service, ready: Callable[[], bool], what: str, timeout: float = STARTUP_TIMEOUT
+) -> None:
+    """Return once ``ready()`` holds; fail early, with the log, if the service died.
+
+    ``ready`` must prove that *our* process answers (a listener that another program
+    put on the port would accept connections too): it checks content only we serve.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not service.alive():
-            raise HarnessError(
-                f"{service.name} exited with {service.process.returncode} before "
-                f"listening on {port}:\n{service.log_tail()}"
+            tail = service.log_tail()
+            error = PortTaken if "in use" in tail else HarnessError
+            raise error(
+                f"{service.name} exited with {service.process.returncode} before {what}:\n{tail}"
             )
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
+        with contextlib.suppress(OSError, ssl.SSLError):
+            if ready():
+                return
         time.sleep(0.05)
-    raise HarnessError(f"{service.name} did not listen on {port}:\n{service.log_tail()}")
+    raise HarnessError(f"{service.name}: no {what} within {timeout} s:\n{service.log_tail()}")
+
+
+def serves_ca_over_http(port: int, ca_pem: bytes) -> bool:
+    """Caramel answers /root.crt with our CA: this waitress is ours."""
+    with socket.create_connection(("127.0.0.1", port), 1) as sock:
+        sock.sendall(b"GET /root.crt HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer.startswith(b"HTTP/1.0 200 ") and answer.endswith(ca_pem)
+
+
+def tls_handshake_with_ca(port: int, ca_cert: Path) -> bool:
+    """A handshake that verifies against our CA: this nginx is ours, and has bound all its
+    ports (nginx binds every listen socket before it accepts on any)."""
+    context = ssl.create_default_context(cafile=str(ca_cert))
+    with (
+        socket.create_connection(("127.0.0.1", port), 1) as sock,
+        context.wrap_socket(sock, server_hostname="127.0.0.1"),
+    ):
+        return True
 
 
 def find_nginx() -> str:
@@ -349,6 +447,17 @@ def parse_csr_list(output: str) -> list[CsrRecord]:
         when = None if not_after.strip("-") == "" else dt.datetime.fromisoformat(not_after)
         records.append(CsrRecord(int(csr_id), cn, sha256, when))
     return records
+
+
+@dataclass(frozen=True)
+class AdminRun:
+    """One caramel_tool command and what it said."""
+
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -530,8 +639,11 @@ def nginx_conf(directory: Path, ports: Ports, ca_cert: Path, lm_cache_seconds: i
     tmp = directory / "nginx-tmp"
     proxy_headers = """
             proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-For $remote_addr;"""
+            proxy_set_header X-Forwarded-Proto $scheme;"""
+    # The inner server passes on what the front told it.
+    origin_headers = """
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-Proto $http_x_forwarded_proto;"""
     tls = f"""
         ssl_certificate {directory}/tls/server.crt;
         ssl_certificate_key {directory}/tls/server.key;
@@ -590,7 +702,7 @@ http {{
         server_name 127.0.0.1;
 
         location / {{
-            proxy_pass http://caramel;{proxy_headers}
+            proxy_pass http://caramel;{origin_headers}
             add_header Last-Modified $upstream_http_date;
         }}
     }}
@@ -695,8 +807,10 @@ def make_tls_server_certificate(ca_cert_path: Path, ca_key_path: Path, out_dir: 
 class CaramelStack:
     """Caramel 1.9.6 under waitress behind two nginx fronts, as a context manager.
 
-    >>> with CaramelStack() as stack:
-    ...     stack.front_url, stack.lm_front_url, stack.ca_cert
+    Use::
+
+        with CaramelStack() as stack:
+            run_client([..., "--ca-cert", str(stack.ca_cert), stack.front_url, "dev-1"])
 
     Admin commands (``list_requests``, ``sign``, ``reject``, ``refresh``) raise
     ``HarnessError`` when caramel_tool reports a failure, including the ones it reports
@@ -712,12 +826,14 @@ class CaramelStack:
         self._given_workdir = workdir
         self._keep = keep
         self.lm_cache_seconds = lm_cache_seconds
-        self.directory = Path()
+        # Set by start(); removed by close() only if start() made it.
+        self.directory = Path("/nonexistent/caramel-e2e-not-started")
+        self._made_workdir: Path | None = None
         self.venv = SERVER_VENV
         self.ports = Ports(0, 0, 0, 0)
         self.caramel: Service | None = None
         self.nginx: Service | None = None
-        self.admin_history: list[subprocess.CompletedProcess[str]] = []
+        self.admin_history: list[AdminRun] = []
         self._signals: contextlib.ExitStack | None = None
 
     # ---- paths and addresses
@@ -772,7 +888,7 @@ class CaramelStack:
 
     def __enter__(self) -> CaramelStack:
         self._signals = contextlib.ExitStack()
-        self._signals.enter_context(signals_raise_interrupt())
+        self._signals.enter_context(INTERRUPTS.installed())
         try:
             self.start()
         except BaseException:
@@ -795,14 +911,32 @@ class CaramelStack:
             self._given_workdir.mkdir(parents=True, exist_ok=True)
             self.directory = self._given_workdir
         else:
-            self.directory = Path(tempfile.mkdtemp(prefix="caramel-e2e-"))
+            remove_stale_workdirs()
+            self.directory = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+            self._made_workdir = self.directory
+        (self.directory / OWNER_FILE).write_text(f"{os.getpid()}\n")
         self.ports = Ports(free_port(), free_port(), free_port(), free_port())
         self.ini.write_text(caramel_ini(self.directory, self.ports))
         self._run_setup(["caramel_initialize_db", str(self.ini)], "caramel_initialize_db")
         self._make_ca()
         make_tls_server_certificate(self.ca_cert, self.ca_key, self.directory / "tls")
-        self.start_caramel()
-        self.start_nginx()
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                self.start_caramel()
+                break
+            except PortTaken:
+                if attempt == PORT_ATTEMPTS - 1:
+                    raise
+                self.ports = dataclasses.replace(self.ports, waitress=free_port())
+                self.ini.write_text(caramel_ini(self.directory, self.ports))
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                self.start_nginx()
+                break
+            except PortTaken:
+                if attempt == PORT_ATTEMPTS - 1:
+                    raise
+                self.ports = Ports(self.ports.waitress, free_port(), free_port(), free_port())
 
     def _run_setup(
         self, argv: list[str], what: str, stdin: str | None = None
@@ -835,14 +969,19 @@ class CaramelStack:
         """pserve (waitress) on its loopback port."""
         if self.caramel is not None and self.caramel.alive():
             return
-        self.caramel = start_service(
-            "caramel (pserve)",
-            [str(self.tool("pserve")), str(self.ini)],
-            self.directory / "pserve.log",
-            self.directory,
-            self.server_env(),
+        with INTERRUPTS.critical():
+            self.caramel = start_service(
+                "caramel (pserve)",
+                [str(self.tool("pserve")), str(self.ini)],
+                self.directory / "pserve.log",
+                self.directory,
+                self.server_env(),
+            )
+        ca_pem = self.ca_cert.read_bytes()
+        port = self.ports.waitress
+        wait_until_ready(
+            self.caramel, lambda: serves_ca_over_http(port, ca_pem), f"serving on {port}"
         )
-        wait_for_port(self.caramel, self.ports.waitress)
 
     def start_nginx(self) -> None:
         """nginx in the foreground with its own prefix, pid, temp paths and logs."""
@@ -854,23 +993,28 @@ class CaramelStack:
         conf.write_text(
             nginx_conf(self.directory, self.ports, self.ca_cert, self.lm_cache_seconds)
         )
-        self.nginx = start_service(
-            "nginx",
-            [
-                find_nginx(),
-                "-p",
-                str(self.directory),
-                "-c",
-                str(conf),
-                "-e",
-                str(self.directory / "nginx-error.log"),
-            ],
-            self.directory / "nginx.out",
-            self.directory,
-            self.server_env(),
-        )
-        for port in (self.ports.mtls, self.ports.lm, self.ports.lm_origin):
-            wait_for_port(self.nginx, port)
+        with INTERRUPTS.critical():
+            self.nginx = start_service(
+                "nginx",
+                [
+                    find_nginx(),
+                    "-p",
+                    str(self.directory),
+                    "-c",
+                    str(conf),
+                    "-e",
+                    str(self.directory / "nginx-error.log"),
+                ],
+                self.directory / "nginx-error.log",
+                self.directory,
+                self.server_env(),
+            )
+        for port in (self.ports.mtls, self.ports.lm):
+            wait_until_ready(
+                self.nginx,
+                lambda port=port: tls_handshake_with_ca(port, self.ca_cert),
+                f"TLS on {port}",
+            )
 
     def stop_caramel(self) -> None:
         """Stop waitress: nginx stays up and answers 502."""
@@ -883,26 +1027,28 @@ class CaramelStack:
             self.nginx.stop()
 
     def close(self) -> None:
-        """Stop every process, then remove the working directory (unless kept)."""
-        try:
-            self.stop_nginx()
-            self.stop_caramel()
-        finally:
-            if self._signals is not None:
-                self._signals.close()
-                self._signals = None
-            if (
-                not self._keep
-                and self._given_workdir is None
-                and self.directory.name.startswith("caramel-e2e-")
-            ):
-                shutil.rmtree(self.directory, ignore_errors=True)
+        """Stop every process, then remove the working directory (unless kept).
+
+        A second Ctrl-C or TERM meanwhile waits until this is done.
+        """
+        with INTERRUPTS.critical():
+            try:
+                self.stop_nginx()
+                self.stop_caramel()
+            finally:
+                if self._signals is not None:
+                    self._signals.close()
+                    self._signals = None
+                if not self._keep and self._made_workdir is not None:
+                    shutil.rmtree(self._made_workdir, ignore_errors=True)
+                    self._made_workdir = None
 
     # ---- administration
 
-    def admin(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def admin(self, *args: str) -> AdminRun:
         """Run ``caramel_tool INI ARGS`` and remember it; the caller judges the result."""
         argv = [str(self.tool("caramel_tool")), str(self.ini), *args]
+        started = time.monotonic()
         done = subprocess.run(
             argv,
             capture_output=True,
@@ -913,10 +1059,11 @@ class CaramelStack:
             stdin=subprocess.DEVNULL,
             timeout=60,
         )
-        self.admin_history.append(done)
-        return done
+        run = AdminRun(argv, done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+        self.admin_history.append(run)
+        return run
 
-    def _admin_ok(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def _admin_ok(self, *args: str) -> AdminRun:
         """caramel_tool logs errors to stderr, sometimes with status 0 (--refresh): any
         output on stderr is a failure."""
         done = self.admin(*args)
@@ -935,7 +1082,7 @@ class CaramelStack:
         """The listed request with this CSR hash, if any."""
         return next((r for r in self.list_requests() if r.sha256 == sha256), None)
 
-    def sign(self, csr_id: int) -> subprocess.CompletedProcess[str]:
+    def sign(self, csr_id: int) -> AdminRun:
         """``--sign ID``: ID is the number in the first column of --list, not a CN or hash.
 
         Two certificates for one CSR signed within the same second have the same
@@ -944,11 +1091,11 @@ class CaramelStack:
         """
         return self._admin_ok("--sign", str(csr_id))
 
-    def reject(self, csr_id: int) -> subprocess.CompletedProcess[str]:
+    def reject(self, csr_id: int) -> AdminRun:
         """``--reject ID``: the server then answers 403 for it, and --list hides it."""
         return self._admin_ok("--reject", str(csr_id))
 
-    def refresh(self, *extra: str) -> subprocess.CompletedProcess[str]:
+    def refresh(self, *extra: str) -> AdminRun:
         """``--refresh``: re-sign every signed request. It signs in worker threads and
         reports their failures only as log lines ("Future failed: ...") with status 0,
         which ``_admin_ok`` turns into an error."""

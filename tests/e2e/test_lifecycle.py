@@ -1,8 +1,9 @@
 """The whole certificate lifecycle of one device against the real Caramel server.
 
 The steps are ``tests.e2e.lifecycle.STEPS``, the same walk ``make demo`` shows; each is
-its own test so a report names the step that broke, and the steps after a broken one are
-skipped (they would only fail for the same reason).
+its own test so a report names the step that broke. The steps after a broken one are
+skipped (they would only fail for the same reason), except after a step that leaves the
+device holding its certificate (``SOFT_STEPS``).
 """
 
 from __future__ import annotations

@@ -211,8 +211,10 @@ def test_post_refusals(stack: CaramelStack, http: urllib3.PoolManager) -> None:
     # No body and no Content-Length (urllib3 would send "Content-Length: 0"): nginx
     # passes the request on as it is, and Caramel wants a length.
     no_length = subprocess.run(
-        ["curl", "--silent", "--include", "--request", "POST", "--cacert", str(stack.ca_cert)]
-        + [f"{base}/{device.sha256}"],
+        [
+            *("curl", "--silent", "--include", "--request", "POST"),
+            *("--cacert", str(stack.ca_cert), f"{base}/{device.sha256}"),
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -345,9 +347,9 @@ def test_nginx_client_certificate_checks(
     assert [(r.status, r.client_verify, r.upstream_status) for r in records] == [
         (200, "SUCCESS", "200"),
         (400, "FAILED:certificate has expired", ""),
-        (400, "FAILED:unable to get local issuer certificate", ""),
+        (400, "FAILED:unable to verify the first certificate", ""),
     ]
-    assert all("CN=facts-mtls," in r.client_subject for r in records)
+    assert all("CN=facts-mtls" in r.client_subject.split(",") for r in records)
 
 
 def _from_another_ca(key: rsa.RSAPrivateKey, client_id: str) -> bytes:
