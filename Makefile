@@ -53,3 +53,7 @@ demo: venv system-deps
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache build/work dist
+
+# Targets kept beside what they build: ARM roots and test-arm, firmware installation.
+-include build/arm.mk
+-include firmware-integration/install.mk
