@@ -87,8 +87,8 @@ class _Invocation:
         except CorruptFileError as error:
             aside = combined_file.corrupt_name(self.settings.file, self.now)
             note = (
-                f"{self.settings.file} could not be parsed ({error}); kept it as {aside}, "
-                "started over with a new key"
+                f"{self.settings.file} could not be parsed ({error}); kept it as {aside} "
+                "and made a new key"
             )
             return self._enroll(key_der=None, set_aside_as=aside, note=note)
 
@@ -102,7 +102,7 @@ class _Invocation:
         if not decision.request_subject_matches(
             state.request_subject, self.anchor.facts.subject, self.identity
         ):
-            note = "the request names another client id or CA: posted a new request, same key"
+            note = "the request named another client id or CA: made a new one for the same key"
             return self._enroll(key_der=state.key_der, note=note)
         try:
             return self._ask(state)
@@ -133,7 +133,9 @@ class _Invocation:
         if isinstance(action, decision.Post):
             return self._post(state)
         if isinstance(action, decision.StartOver):
-            note = "the CA rejected our request: wiped key and request, posted a new one"
+            note = (
+                "the CA rejected our request: wiped key, certificate and request, made a new key"
+            )
             return self._enroll(key_der=None, note=note)
         raise ServerAnswerError(action.message)
 
@@ -186,7 +188,9 @@ class _Invocation:
         action = decision.after_post(answer)
         if isinstance(action, decision.Fail):
             raise _with_note(ServerAnswerError(action.message), note)
-        return Outcome(ExitStatus.WAITING, note)
+        if note is None:
+            return Outcome(ExitStatus.WAITING)
+        return Outcome(ExitStatus.WAITING, f"{note}; posted its request, waiting for a signature")
 
     def _connect(self) -> CaramelServer:
         from caramel_embedded import transport
@@ -211,5 +215,5 @@ class _Invocation:
 def _with_note(error: CaramelError, note: str | None) -> CaramelError:
     """The same error, its line extended by what was done before it (a set-aside file)."""
     if note is not None and not isinstance(error, InterruptedBySignal):
-        error.args = (f"{error} ({note})",)
+        error.args = (f"{error} (before that: {note}; its request is not posted yet)",)
     return error

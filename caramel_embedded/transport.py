@@ -45,15 +45,19 @@ class _HandshakeRefused(Exception):
 
 
 class Deadline:
-    """One bound over every connection, handshake, read and the POST of an invocation."""
+    """One budget for every connection, handshake, read and the POST of an invocation.
+
+    Only time spent talking to the server is charged: making a 4096-bit key after a
+    rejection can take seconds on a small board and is not network work.
+    """
 
     def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.seconds = seconds
         self._clock = clock
-        self._end = clock() + seconds
+        self._spent = 0.0
 
     def remaining(self) -> float:
-        left = self._end - self._clock()
+        left = self.seconds - self._spent
         if left <= 0:
             raise self.expired()
         return left
@@ -63,12 +67,13 @@ class Deadline:
 
     @contextlib.contextmanager
     def enforced(self) -> Iterator[float]:
-        """Run the body with SIGALRM armed for the time that is left."""
+        """Run the body with SIGALRM armed for the time that is left, and charge it."""
         left = self.remaining()
 
         def expire(_signum: int, _frame: FrameType | None) -> None:
             raise self.expired()
 
+        started = self._clock()
         previous = signal.signal(signal.SIGALRM, expire)
         signal.setitimer(signal.ITIMER_REAL, left)
         try:
@@ -76,6 +81,7 @@ class Deadline:
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+            self._spent += self._clock() - started
 
 
 def user_agent(client_id: str) -> str:

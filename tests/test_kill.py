@@ -7,6 +7,10 @@ a full run], inspects the file, then runs one normal invocation that must succee
 whatever the killed one left. The full-run duration is re-measured from the recovery runs
 that did the whole work again, so the window follows the machine's load.
 
+Random moments rarely land inside the write itself (well under a millisecond on a fast disk),
+so a last test pins down what makes every moment safe: the path is only ever replaced by a
+rename, never written in place (watched with inotify, so it holds for a frozen binary too).
+
 The seed is printed and recorded (``-rP`` or ``-s`` shows it with the outcome counts); set
 ``CARAMEL_KILL_SEED`` to replay a run's kill moments.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import dataclasses
 import os
 import random
@@ -22,9 +27,10 @@ import re
 import secrets
 import signal
 import statistics
+import struct
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,7 +45,7 @@ from tests.fake_signer import FakeCaramel
 KEY_TRIALS = 25
 INSTALL_TRIALS = 30
 WINDOW_FACTOR = 1.2
-POST_DELAY = 0.15  # the signer's answer time while enrolling: the file is written before it
+POST_DELAY = 0.1  # the signer's answer time while enrolling: the file is written before it
 
 # --- helpers -------------------------------------------------------------------------------
 
@@ -289,3 +295,59 @@ def test_kill_while_installing_the_certificate_leaves_old_or_new_and_keeps_the_k
     # The kills spanned the window: some before the install, some after it.
     assert outcomes["old (killed)"] >= 1, outcomes
     assert outcomes["new (killed)"] + outcomes["new (completed)"] >= 1, outcomes
+
+
+# --- what makes every moment safe: the path is never written in place ----------------------
+
+_IN_MODIFY = 0x00000002
+_IN_MOVED_TO = 0x00000080
+_IN_CREATE = 0x00000100
+_IN_Q_OVERFLOW = 0x00004000
+
+
+@contextlib.contextmanager
+def watched(directory: Path) -> Iterator[list[tuple[str, int]]]:
+    """Record (name, mask) of every create, modify and rename-into in ``directory``."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    descriptor = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    if descriptor < 0:
+        pytest.skip(f"inotify unavailable: {os.strerror(ctypes.get_errno())}")
+    events: list[tuple[str, int]] = []
+    try:
+        mask = _IN_MODIFY | _IN_MOVED_TO | _IN_CREATE
+        if libc.inotify_add_watch(descriptor, os.fsencode(directory), mask) < 0:
+            pytest.skip(f"inotify watch failed: {os.strerror(ctypes.get_errno())}")
+        yield events
+        while True:
+            try:
+                buffer = os.read(descriptor, 65536)
+            except BlockingIOError:
+                break
+            offset = 0
+            while offset < len(buffer):
+                _, event_mask, _, length = struct.unpack_from("iIII", buffer, offset)
+                name = buffer[offset + 16 : offset + 16 + length].rstrip(b"\0")
+                assert not event_mask & _IN_Q_OVERFLOW, "inotify queue overflowed"
+                events.append((os.fsdecode(name), event_mask))
+                offset += 16 + length
+    finally:
+        os.close(descriptor)
+
+
+@pytest.mark.parametrize("stage", ["creating the key", "installing the certificate"])
+def test_the_file_is_replaced_by_rename_never_written_in_place(
+    client: Client, signer: FakeCaramel, stage: str
+) -> None:
+    client.file.parent.mkdir(parents=True, exist_ok=True)
+    if stage == "installing the certificate":
+        assert client.run().returncode == 69
+        signer.sign()
+    with watched(client.file.parent) as events:
+        status, _ = timed_run(client)
+    assert status == (69 if stage == "creating the key" else 0)
+    name = client.file.name
+    renamed = [event for event in events if event[0] == name and event[1] & _IN_MOVED_TO]
+    assert renamed, f"the new file was not renamed into place: {events}"
+    in_place = [event for event in events if event[0] == name and event[1] & _IN_MODIFY]
+    assert in_place == [], f"{name} was written in place, a kill could tear it: {events}"
+    parse_combined(client.file.read_bytes())
