@@ -17,7 +17,6 @@ from caramel_embedded import der, pem
 from caramel_embedded.httpdate import format_http_date, parse_http_date
 from caramel_embedded.state import LocalState
 
-
 _HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
