@@ -9,10 +9,8 @@ fails the assertions instead of hanging the suite.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import os
-import re
 import subprocess
 import threading
 import time
@@ -20,11 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug import Request, Response
 
+from tests.combined_check import parse_combined
 from tests.command import clean_environment, client_command
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
@@ -34,40 +31,6 @@ LOSERS_END_WITHIN = 60.0  # seconds for 31 cold starts on a loaded 2-core machin
 GATE_LIMIT = 90.0  # the gate opens by itself after this, whatever happens
 
 # --- helpers -------------------------------------------------------------------------------
-
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----\n[A-Za-z0-9+/=\n]+?-----END \1-----\n")
-
-
-@dataclasses.dataclass(frozen=True)
-class Combined:
-    """A combined file that parsed completely: key, [certificate,] request, nothing else."""
-
-    data: bytes
-    key_modulus: int
-    request: x509.CertificateSigningRequest
-    certificate: x509.Certificate | None
-
-
-def parse_combined(data: bytes) -> Combined:
-    """Parse the file strictly; fail the test on anything partial or out of order."""
-    blocks = list(_PEM_BLOCK.finditer(data))
-    assert b"".join(m.group(0) for m in blocks) == data, f"not whole PEM blocks: {data[-80:]!r}"
-    labels = [m.group(1) for m in blocks]
-    assert labels in (
-        [b"PRIVATE KEY", b"CERTIFICATE REQUEST"],
-        [b"PRIVATE KEY", b"CERTIFICATE", b"CERTIFICATE REQUEST"],
-    ), labels
-    key = serialization.load_pem_private_key(blocks[0].group(0), password=None)
-    assert isinstance(key, rsa.RSAPrivateKey)
-    modulus = key.public_key().public_numbers().n
-    request = x509.load_pem_x509_csr(blocks[-1].group(0))
-    assert request.is_signature_valid
-    assert request.public_key() == key.public_key()
-    certificate = None
-    if len(blocks) == 3:
-        certificate = x509.load_pem_x509_certificate(blocks[1].group(0))
-        assert certificate.public_key() == key.public_key()
-    return Combined(data, modulus, request, certificate)
 
 
 def temporaries(path: Path) -> list[str]:

@@ -23,7 +23,6 @@ import ctypes
 import dataclasses
 import os
 import random
-import re
 import secrets
 import signal
 import statistics
@@ -34,10 +33,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.combined_check import Combined, parse_combined
 from tests.command import clean_environment, client_command
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
@@ -48,44 +45,6 @@ WINDOW_FACTOR = 1.2
 POST_DELAY = 0.1  # the signer's answer time while enrolling: the file is written before it
 
 # --- helpers -------------------------------------------------------------------------------
-
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----\n[A-Za-z0-9+/=\n]+?-----END \1-----\n")
-
-
-@dataclasses.dataclass(frozen=True)
-class Combined:
-    """A combined file that parsed completely: key, [certificate,] request, nothing else."""
-
-    data: bytes
-    key_modulus: int
-    request_der: bytes
-    certificate: x509.Certificate | None
-
-
-def parse_combined(data: bytes) -> Combined:
-    """Parse the file strictly; fail the test on anything partial or out of order."""
-    blocks = list(_PEM_BLOCK.finditer(data))
-    assert b"".join(m.group(0) for m in blocks) == data, f"not whole PEM blocks: {data[-80:]!r}"
-    labels = [m.group(1) for m in blocks]
-    assert labels in (
-        [b"PRIVATE KEY", b"CERTIFICATE REQUEST"],
-        [b"PRIVATE KEY", b"CERTIFICATE", b"CERTIFICATE REQUEST"],
-    ), labels
-    key = serialization.load_pem_private_key(blocks[0].group(0), password=None)
-    assert isinstance(key, rsa.RSAPrivateKey)
-    request = x509.load_pem_x509_csr(blocks[-1].group(0))
-    assert request.is_signature_valid
-    assert request.public_key() == key.public_key()
-    certificate = None
-    if len(blocks) == 3:
-        certificate = x509.load_pem_x509_certificate(blocks[1].group(0))
-        assert certificate.public_key() == key.public_key()
-    return Combined(
-        data,
-        key.public_key().public_numbers().n,
-        request.public_bytes(serialization.Encoding.DER),
-        certificate,
-    )
 
 
 def temporaries(path: Path) -> list[Path]:

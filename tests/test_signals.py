@@ -8,7 +8,6 @@ bound the test allows for the exit, so only the signal can have ended it.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import signal
@@ -19,11 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug import Request, Response
 
+from tests.combined_check import parse_combined
 from tests.command import clean_environment, client_command
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
@@ -34,38 +31,6 @@ ENDS_WITHIN = 10.0  # "at once", generously, on a loaded machine
 GATE_LIMIT = 60.0
 
 # --- helpers -------------------------------------------------------------------------------
-
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----\n[A-Za-z0-9+/=\n]+?-----END \1-----\n")
-
-
-@dataclasses.dataclass(frozen=True)
-class Combined:
-    """A combined file that parsed completely: key, [certificate,] request, nothing else."""
-
-    data: bytes
-    key_modulus: int
-    certificate: x509.Certificate | None
-
-
-def parse_combined(data: bytes) -> Combined:
-    """Parse the file strictly; fail the test on anything partial or out of order."""
-    blocks = list(_PEM_BLOCK.finditer(data))
-    assert b"".join(m.group(0) for m in blocks) == data, f"not whole PEM blocks: {data[-80:]!r}"
-    labels = [m.group(1) for m in blocks]
-    assert labels in (
-        [b"PRIVATE KEY", b"CERTIFICATE REQUEST"],
-        [b"PRIVATE KEY", b"CERTIFICATE", b"CERTIFICATE REQUEST"],
-    ), labels
-    key = serialization.load_pem_private_key(blocks[0].group(0), password=None)
-    assert isinstance(key, rsa.RSAPrivateKey)
-    request = x509.load_pem_x509_csr(blocks[-1].group(0))
-    assert request.is_signature_valid
-    assert request.public_key() == key.public_key()
-    certificate = None
-    if len(blocks) == 3:
-        certificate = x509.load_pem_x509_certificate(blocks[1].group(0))
-        assert certificate.public_key() == key.public_key()
-    return Combined(data, key.public_key().public_numbers().n, certificate)
 
 
 def temporaries(path: Path) -> list[str]:

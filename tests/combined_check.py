@@ -1,0 +1,51 @@
+"""An independent, strict reader of the combined file for the process-level tests.
+
+It does not use the package's own parser: a test that checks the file with the code under
+test could not see that code's mistakes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----\n[A-Za-z0-9+/=\n]+?-----END \1-----\n")
+
+
+@dataclasses.dataclass(frozen=True)
+class Combined:
+    """A combined file that parsed completely: key, [certificate,] request, nothing else."""
+
+    data: bytes
+    key_modulus: int
+    request: x509.CertificateSigningRequest
+    certificate: x509.Certificate | None
+
+    @property
+    def request_der(self) -> bytes:
+        return self.request.public_bytes(serialization.Encoding.DER)
+
+
+def parse_combined(data: bytes) -> Combined:
+    """Parse the file strictly; fail the test on anything partial or out of order."""
+    blocks = list(_PEM_BLOCK.finditer(data))
+    assert b"".join(m.group(0) for m in blocks) == data, f"not whole PEM blocks: {data[-80:]!r}"
+    labels = [m.group(1) for m in blocks]
+    assert labels in (
+        [b"PRIVATE KEY", b"CERTIFICATE REQUEST"],
+        [b"PRIVATE KEY", b"CERTIFICATE", b"CERTIFICATE REQUEST"],
+    ), labels
+    key = serialization.load_pem_private_key(blocks[0].group(0), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    request = x509.load_pem_x509_csr(blocks[-1].group(0))
+    assert request.is_signature_valid
+    assert request.public_key() == key.public_key()
+    certificate = None
+    if len(blocks) == 3:
+        certificate = x509.load_pem_x509_certificate(blocks[1].group(0))
+        assert certificate.public_key() == key.public_key()
+    return Combined(data, key.public_key().public_numbers().n, request, certificate)
