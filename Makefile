@@ -1,7 +1,11 @@
 # The single entry point: every target works on a fresh clone.
 #   make demo   walk the whole certificate lifecycle against a local, real Caramel server
-#   make test   the package suite and the real-server suite
+#   make test   the package suite and the real-server suite, against the package and then
+#               against the host's one-file binary (frozen once, reused while unchanged)
 #   make lint   ruff (format + lint) and mypy
+#   make binary [ARCH=x86_64|aarch64|armhf] [CA_CERT=ca.pem]   dist/ARCH/caramel-embedded
+#   make bundle [ARCH=...] [CA_CERT=...]     the one-dir form: dist/ARCH/caramel-embedded-dir/
+#   make bench  start-up, memory and disk figures of package, binary and bundle vs curl
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -9,7 +13,26 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SYSTEM_PACKAGES := nginx openssl curl
 
-.PHONY: all venv system-deps test test-unit test-e2e lint format demo clean
+.PHONY: all venv system-deps test test-package test-binary test-bundle test-unit test-e2e \
+	lint format demo clean binary bundle bench build-deps
+
+# --- freezing (build/freeze.sh holds the steps, build/caramel-embedded.spec the choices) ---
+HOST_ARCH := $(shell build/freeze.sh --host-arch)
+ARCH      ?= $(HOST_ARCH)
+CA_CERT   ?=
+# The tests freeze the host's binary without a CA (the suites pass --ca-cert; one test
+# embeds a CA itself) into a place of their own, so `make binary CA_CERT=...` never changes
+# what the tests run, and a rebuild happens only when something that goes into it changed.
+TEST_DIST   := .cache/test-dist/$(HOST_ARCH)
+TEST_BINARY := $(TEST_DIST)/caramel-embedded
+TEST_BUNDLE := $(TEST_DIST)/caramel-embedded-dir/caramel-embedded
+FREEZE_INPUTS := $(wildcard caramel_embedded/*.py) build/freeze.sh build/caramel-embedded.spec \
+	build/check_ca.py build/elf_report.py build/requirements.lock build/backend.lock
+# Test files that exercise modules in-process only: the binary pass leaves them out, since
+# CARAMEL_EMBEDDED_CMD cannot change what they test. Every other file (process-level,
+# real-server, and any new one) runs in both passes; tests/frozen only in the binary pass.
+PACKAGE_ONLY_TESTS := tests/test_lean_path.py tests/test_decision.py tests/test_parsers.py \
+	tests/test_client_id.py tests/test_pki.py tests/test_combined_file.py
 
 all: test
 
@@ -30,23 +53,62 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: venv system-deps
-	$(BIN)/python -m pytest -q
+test: test-package test-binary
+
+test-package: venv system-deps
+	$(BIN)/python -m pytest -q --ignore=tests/frozen
+
+test-binary: venv system-deps $(TEST_BINARY)
+	$(BUILD_PYTHON) build/elf_report.py $(TEST_BINARY)
+	CARAMEL_EMBEDDED_CMD=$(abspath $(TEST_BINARY)) \
+		$(BIN)/python -m pytest -q $(addprefix --ignore=,$(PACKAGE_ONLY_TESTS)) tests
+
+# The same suites against the one-dir bundle (not part of `make test`, to keep it short).
+test-bundle: venv system-deps $(TEST_BUNDLE)
+	CARAMEL_EMBEDDED_CMD=$(abspath $(TEST_BUNDLE)) \
+		$(BIN)/python -m pytest -q $(addprefix --ignore=,$(PACKAGE_ONLY_TESTS)) --ignore=tests/frozen tests
+
+BUILD_PYTHON := .cache/build-venv-$(HOST_ARCH)/bin/python
+
+# The freeze compiles PyInstaller's launcher (gcc) and strips libraries (binutils).
+build-deps:
+	@missing=""; \
+	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	command -v strip >/dev/null 2>&1 || missing="$$missing binutils"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(TEST_BINARY): $(FREEZE_INPUTS) | build-deps
+	build/freeze.sh --arch $(HOST_ARCH) --form onefile --dist $(TEST_DIST)
+
+$(TEST_BUNDLE): $(FREEZE_INPUTS) | build-deps
+	build/freeze.sh --arch $(HOST_ARCH) --form onedir --dist $(TEST_DIST)
+
+binary: build-deps
+	build/freeze.sh --arch $(ARCH) --form onefile --ca-cert "$(CA_CERT)"
+
+bundle: build-deps
+	build/freeze.sh --arch $(ARCH) --form onedir --ca-cert "$(CA_CERT)"
+
+bench: venv system-deps build-deps
+	$(BIN)/python bench/run.py --arch $(HOST_ARCH)
 
 test-unit: venv
-	$(BIN)/python -m pytest -q -m "not e2e"
+	$(BIN)/python -m pytest -q -m "not e2e" --ignore=tests/frozen
 
 test-e2e: venv system-deps
-	$(BIN)/python -m pytest -q -m e2e
+	$(BIN)/python -m pytest -q -m e2e --ignore=tests/frozen
 
 lint: venv
-	$(BIN)/ruff format --check caramel_embedded tests
-	$(BIN)/ruff check caramel_embedded tests
+	$(BIN)/ruff format --check caramel_embedded tests build bench
+	$(BIN)/ruff check caramel_embedded tests build bench
 	$(BIN)/mypy
 
 format: venv
-	$(BIN)/ruff format caramel_embedded tests
-	$(BIN)/ruff check --fix caramel_embedded tests
+	$(BIN)/ruff format caramel_embedded tests build bench
+	$(BIN)/ruff check --fix caramel_embedded tests build bench
 
 demo: venv system-deps
 	$(BIN)/python -m tests.e2e.demo
