@@ -1,0 +1,142 @@
+# Installing caramel-embedded into a firmware image, and the checks of what it installs.
+# Included by the top Makefile; run from the repository's top directory.
+#
+#   make install DESTDIR=/path/to/rootfs PREFIX=/usr [FORM=onefile|onedir] [ARCH=...]
+#                [INIT=systemd|sysv|both|none] [CA_CERT=fleet-ca.pem] [DIST=dir]
+#   make test-firmware     the checks of firmware-integration/ (tests/firmware)
+#   make firmware-deps     the Debian packages those checks use
+#
+# `make install` builds nothing: it installs the frozen binary that `make binary ARCH=...`
+# (FORM=onefile) or `make bundle ARCH=...` (FORM=onedir) left in DIST (dist/ARCH), so a
+# Yocto or Buildroot build that calls it needs no Python and no PyInstaller.
+#
+# What goes where (PREFIX=/usr, SYSCONFDIR=/etc):
+#   FORM=onefile  /usr/bin/caramel-embedded                                   0755
+#   FORM=onedir   /usr/lib/caramel-embedded/{caramel-embedded,_internal/...}  0755/0644
+#                 /usr/bin/caramel-embedded -> ../lib/caramel-embedded/caramel-embedded
+#   INIT=systemd  /usr/lib/systemd/system/caramel-embedded.{service,timer}   0644
+#   INIT=sysv     /etc/init.d/caramel-embedded (INIT_SCRIPT_NAME)             0755
+#                 /usr/share/caramel-embedded/crontab                         0644
+#   always        /etc/default/caramel-embedded                               0644
+#                 /usr/share/caramel-embedded/caramel-ensure.sh               0644
+#                 /usr/share/caramel-embedded/wait-for-certificate.conf       0644
+#   CA_CERT=f     /etc/caramel/ca.pem (and CARAMEL_CA_CERT set to it)         0644
+# Paths written inside the installed files (the binary, the defaults file, the init
+# script) follow BINDIR, SYSCONFDIR, DATADIR and INITDIR.
+
+ARCH ?= $(shell case "$$(uname -m)" in x86_64|amd64) echo x86_64;; aarch64|arm64) echo aarch64;; armv7*) echo armhf;; *) uname -m;; esac)
+DESTDIR ?=
+PREFIX ?= /usr
+FORM ?= onefile
+INIT ?= systemd
+DIST ?= dist/$(ARCH)
+CA_CERT ?=
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+DATADIR ?= $(PREFIX)/share
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+SYSTEMD_UNITDIR ?= $(PREFIX)/lib/systemd/system
+INITDIR ?= $(SYSCONFDIR)/init.d
+INIT_SCRIPT_NAME ?= caramel-embedded
+FIRMWARE_INIT = $(subst both,systemd sysv,$(INIT))
+
+FIRMWARE_DIR := firmware-integration
+FIRMWARE_SHARE = $(DATADIR)/caramel-embedded
+FIRMWARE_BUNDLE_DIR = $(LIBDIR)/caramel-embedded
+# The installed files name the installed paths.
+FIRMWARE_SED = sed \
+	-e 's|/usr/bin/caramel-embedded|$(BINDIR)/caramel-embedded|g' \
+	-e 's|:-caramel-embedded}|:-$(BINDIR)/caramel-embedded}|g' \
+	-e 's|/etc/default/caramel-embedded|$(SYSCONFDIR)/default/caramel-embedded|g' \
+	-e 's|/etc/init.d/caramel-embedded|$(INITDIR)/$(INIT_SCRIPT_NAME)|g' \
+	-e 's|/usr/share/caramel-embedded/|$(FIRMWARE_SHARE)/|g'
+
+.PHONY: install install-check install-binary install-init install-files firmware-deps \
+	test-firmware
+
+install: install-binary install-init install-files
+
+install-check:
+	@case "$(FORM)" in onefile|onedir) ;; \
+	*) echo "install: FORM=$(FORM): expected onefile or onedir" >&2; exit 2;; esac
+	@for i in $(FIRMWARE_INIT); do case "$$i" in systemd|sysv|none) ;; \
+	*) echo "install: INIT=$(INIT): expected systemd, sysv, both or none" >&2; exit 2;; esac; done
+	@if [ -n "$(CA_CERT)" ] && ! grep -q -- '-----BEGIN CERTIFICATE-----' "$(CA_CERT)"; then \
+		echo "install: CA_CERT=$(CA_CERT) is not a PEM certificate" >&2; exit 2; fi
+
+install-binary: install-check
+ifeq ($(FORM),onedir)
+	@test -x "$(DIST)/caramel-embedded-dir/caramel-embedded" || { \
+		echo "install: no bundle at $(DIST)/caramel-embedded-dir: run make bundle ARCH=$(ARCH) first" >&2; exit 2; }
+	rm -rf "$(DESTDIR)$(FIRMWARE_BUNDLE_DIR)" "$(DESTDIR)$(BINDIR)/caramel-embedded"
+	install -d -m 0755 "$(DESTDIR)$(LIBDIR)" "$(DESTDIR)$(BINDIR)"
+	install -d -m 0755 "$(DESTDIR)$(FIRMWARE_BUNDLE_DIR)"
+	cp -R "$(DIST)/caramel-embedded-dir/." "$(DESTDIR)$(FIRMWARE_BUNDLE_DIR)/"
+	chmod -R u=rwX,go=rX "$(DESTDIR)$(FIRMWARE_BUNDLE_DIR)"
+	ln -s -r "$(DESTDIR)$(FIRMWARE_BUNDLE_DIR)/caramel-embedded" "$(DESTDIR)$(BINDIR)/caramel-embedded"
+else
+	@test -x "$(DIST)/caramel-embedded" || { \
+		echo "install: no binary at $(DIST)/caramel-embedded: run make binary ARCH=$(ARCH) first" >&2; exit 2; }
+	rm -rf "$(DESTDIR)$(FIRMWARE_BUNDLE_DIR)" "$(DESTDIR)$(BINDIR)/caramel-embedded"
+	install -D -m 0755 "$(DIST)/caramel-embedded" "$(DESTDIR)$(BINDIR)/caramel-embedded"
+endif
+
+install-init: install-check
+ifneq ($(filter systemd,$(FIRMWARE_INIT)),)
+	install -d -m 0755 "$(DESTDIR)$(SYSTEMD_UNITDIR)"
+	$(FIRMWARE_SED) $(FIRMWARE_DIR)/systemd/caramel-embedded.service \
+		>"$(DESTDIR)$(SYSTEMD_UNITDIR)/caramel-embedded.service"
+	install -m 0644 $(FIRMWARE_DIR)/systemd/caramel-embedded.timer "$(DESTDIR)$(SYSTEMD_UNITDIR)/"
+	chmod 0644 "$(DESTDIR)$(SYSTEMD_UNITDIR)/caramel-embedded.service"
+endif
+ifneq ($(filter sysv,$(FIRMWARE_INIT)),)
+	install -d -m 0755 "$(DESTDIR)$(INITDIR)" "$(DESTDIR)$(FIRMWARE_SHARE)"
+	$(FIRMWARE_SED) $(FIRMWARE_DIR)/sysvinit/caramel-embedded \
+		>"$(DESTDIR)$(INITDIR)/$(INIT_SCRIPT_NAME)"
+	chmod 0755 "$(DESTDIR)$(INITDIR)/$(INIT_SCRIPT_NAME)"
+	$(FIRMWARE_SED) $(FIRMWARE_DIR)/sysvinit/crontab >"$(DESTDIR)$(FIRMWARE_SHARE)/crontab"
+	chmod 0644 "$(DESTDIR)$(FIRMWARE_SHARE)/crontab"
+endif
+
+install-files: install-check
+	install -d -m 0755 "$(DESTDIR)$(SYSCONFDIR)/default" "$(DESTDIR)$(FIRMWARE_SHARE)"
+	$(FIRMWARE_SED) $(FIRMWARE_DIR)/caramel-ensure.sh >"$(DESTDIR)$(FIRMWARE_SHARE)/caramel-ensure.sh"
+	$(FIRMWARE_SED) $(FIRMWARE_DIR)/drop-in/wait-for-certificate.conf \
+		>"$(DESTDIR)$(FIRMWARE_SHARE)/wait-for-certificate.conf"
+	$(FIRMWARE_SED) $(FIRMWARE_DIR)/default/caramel-embedded \
+		$(if $(CA_CERT),-e 's|^#CARAMEL_CA_CERT=.*|CARAMEL_CA_CERT=$(SYSCONFDIR)/caramel/ca.pem|') \
+		>"$(DESTDIR)$(SYSCONFDIR)/default/caramel-embedded"
+	chmod 0644 "$(DESTDIR)$(FIRMWARE_SHARE)/caramel-ensure.sh" \
+		"$(DESTDIR)$(FIRMWARE_SHARE)/wait-for-certificate.conf" \
+		"$(DESTDIR)$(SYSCONFDIR)/default/caramel-embedded"
+ifneq ($(CA_CERT),)
+	install -D -m 0644 "$(CA_CERT)" "$(DESTDIR)$(SYSCONFDIR)/caramel/ca.pem"
+endif
+
+# --- checks -----------------------------------------------------------------------------
+# shellcheck: every shell file; busybox: the init script under BusyBox's sh and applets;
+# systemd: systemd-analyze verify and security on the units; strace, setpriv: the unit's
+# sandbox applied to the binary; strip: what Buildroot does to it; dash: a second sh.
+FIRMWARE_PACKAGES := shellcheck:shellcheck busybox:busybox systemd-analyze:systemd \
+	strace:strace setpriv:util-linux strip:binutils dash:dash
+
+firmware-deps:
+	@missing=""; \
+	for pair in $(FIRMWARE_PACKAGES); do \
+		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# The checks run the host's one-file binary: the test build of the top Makefile when it
+# has one (TEST_BINARY, frozen once and reused), else dist/ARCH/caramel-embedded.
+FIRMWARE_TEST_BINARY ?= $(or $(TEST_BINARY),dist/$(ARCH)/caramel-embedded)
+
+test-firmware: venv firmware-deps $(FIRMWARE_TEST_BINARY)
+	CARAMEL_EMBEDDED_BINARY=$(abspath $(FIRMWARE_TEST_BINARY)) $(BIN)/python -m pytest -q tests/firmware
+
+# The package and binary passes of `make test` collect tests/firmware too: their tools
+# come with the other system packages.
+system-deps: firmware-deps

@@ -1,0 +1,219 @@
+"""`make install` into a temporary DESTDIR: the tree, its modes, and that what it installs runs."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests import fake_signer
+from tests.firmware import units
+from tests.firmware.conftest import configure, make_install
+from tests.firmware.test_shell import shellcheck
+
+ONEFILE_TREE = {
+    "etc": 0o755,
+    "etc/caramel": 0o755,
+    "etc/caramel/ca.pem": 0o644,
+    "etc/default": 0o755,
+    "etc/default/caramel-embedded": 0o644,
+    "etc/init.d": 0o755,
+    "etc/init.d/caramel-embedded": 0o755,
+    "usr": 0o755,
+    "usr/bin": 0o755,
+    "usr/bin/caramel-embedded": 0o755,
+    "usr/lib": 0o755,
+    "usr/lib/systemd": 0o755,
+    "usr/lib/systemd/system": 0o755,
+    "usr/lib/systemd/system/caramel-embedded.service": 0o644,
+    "usr/lib/systemd/system/caramel-embedded.timer": 0o644,
+    "usr/share": 0o755,
+    "usr/share/caramel-embedded": 0o755,
+    "usr/share/caramel-embedded/caramel-ensure.sh": 0o644,
+    "usr/share/caramel-embedded/crontab": 0o644,
+    "usr/share/caramel-embedded/wait-for-certificate.conf": 0o644,
+}
+
+
+def tree(root: Path) -> dict[str, int]:
+    """Every path under root with its permission bits (a symlink: 0o777 and not followed)."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        mode = path.lstat().st_mode
+        found[str(path.relative_to(root))] = stat.S_IMODE(mode)
+    return found
+
+
+def runs(binary: Path) -> None:
+    result = subprocess.run(
+        [str(binary), "--version"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("caramel-embedded ")
+
+
+def verify_installed_units(destdir: Path, tmp_path: Path) -> None:
+    """systemd-analyze verify on the installed units, with the installed binary in place."""
+    root = tmp_path / "verify-root"
+    shutil.copytree(destdir, root, symlinks=True)
+    units.make_root(root, {})
+    units.assert_verifies(root, "caramel-embedded.service", "caramel-embedded.timer")
+
+
+def test_onefile_tree(frozen_binary: Path, ca_file: Path, tmp_path: Path) -> None:
+    destdir = tmp_path / "destdir"
+    result = make_install(
+        destdir, frozen_binary.parent, "PREFIX=/usr", "INIT=both", f"CA_CERT={ca_file}"
+    )
+    assert result.returncode == 0, result.stderr
+
+    assert tree(destdir) == ONEFILE_TREE
+    for path in destdir.rglob("*"):
+        assert path.lstat().st_uid == os.getuid()
+    assert (destdir / "usr/bin/caramel-embedded").read_bytes() == frozen_binary.read_bytes()
+    assert (destdir / "etc/caramel/ca.pem").read_bytes() == ca_file.read_bytes()
+    defaults = (destdir / "etc/default/caramel-embedded").read_text()
+    assert "\nCARAMEL_CA_CERT=/etc/caramel/ca.pem\n" in defaults
+    runs(destdir / "usr/bin/caramel-embedded")
+    verify_installed_units(destdir, tmp_path)
+    shellcheck(destdir / "etc/init.d/caramel-embedded")
+    shellcheck(destdir / "usr/share/caramel-embedded/caramel-ensure.sh")
+    ensure = (destdir / "usr/share/caramel-embedded/caramel-ensure.sh").read_text()
+    assert '"${CARAMEL_EMBEDDED:-/usr/bin/caramel-embedded}"' in ensure
+
+
+def test_onedir_tree_and_switching_forms(frozen_bundle: Path, tmp_path: Path) -> None:
+    destdir = tmp_path / "destdir"
+    result = make_install(destdir, frozen_bundle.parent, "FORM=onedir", "INIT=systemd")
+    assert result.returncode == 0, result.stderr
+
+    link = destdir / "usr/bin/caramel-embedded"
+    assert link.is_symlink()
+    assert os.readlink(link) == "../lib/caramel-embedded/caramel-embedded"
+    bundle = destdir / "usr/lib/caramel-embedded"
+    assert stat.S_IMODE((bundle / "caramel-embedded").stat().st_mode) == 0o755
+    assert (bundle / "_internal").is_dir()
+    for path in bundle.rglob("*"):
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        if not path.is_symlink():
+            assert mode & 0o022 == 0, f"{path} is writable by others: {oct(mode)}"
+            assert mode in (0o644, 0o755), f"{path}: {oct(mode)}"
+    source_files = sorted(p.relative_to(frozen_bundle) for p in frozen_bundle.rglob("*"))
+    assert sorted(p.relative_to(bundle) for p in bundle.rglob("*")) == source_files
+    assert not (destdir / "etc/init.d").exists()
+    runs(link)
+    verify_installed_units(destdir, tmp_path)
+
+    # Back to one file in the same tree: no bundle is left behind.
+    result = make_install(destdir, frozen_bundle.parent, "FORM=onefile", "INIT=systemd")
+    if result.returncode != 0 and "no binary at" in result.stderr:
+        pytest.skip("no one-file binary beside the bundle")
+    assert result.returncode == 0, result.stderr
+    assert not bundle.exists()
+    assert not link.is_symlink()
+    runs(link)
+
+
+def test_paths_follow_the_install_variables(frozen_binary: Path, tmp_path: Path) -> None:
+    destdir = tmp_path / "destdir"
+    result = make_install(
+        destdir,
+        frozen_binary.parent,
+        "PREFIX=/opt/caramel",
+        "SYSCONFDIR=/etc/opt/caramel",
+        "SYSTEMD_UNITDIR=/etc/systemd/system",
+        "INIT=both",
+        "INIT_SCRIPT_NAME=S95caramel-embedded",
+    )
+    assert result.returncode == 0, result.stderr
+    service = (destdir / "etc/systemd/system/caramel-embedded.service").read_text()
+    assert units.value(service, "Service", "ExecStart") == "/opt/caramel/bin/caramel-embedded"
+    assert (
+        units.value(service, "Service", "EnvironmentFile")
+        == "/etc/opt/caramel/default/caramel-embedded"
+    )
+    script = (destdir / "etc/opt/caramel/init.d/S95caramel-embedded").read_text()
+    assert "CARAMEL_DEFAULTS:-/etc/opt/caramel/default/caramel-embedded}" in script
+    assert "CARAMEL_EMBEDDED:-/opt/caramel/bin/caramel-embedded}" in script
+    crontab = (destdir / "opt/caramel/share/caramel-embedded/crontab").read_text()
+    assert "/etc/opt/caramel/init.d/S95caramel-embedded cron" in crontab
+    drop_in = (
+        destdir / "opt/caramel/share/caramel-embedded/wait-for-certificate.conf"
+    ).read_text()
+    assert ". /opt/caramel/share/caramel-embedded/caramel-ensure.sh" in drop_in
+    assert ". /etc/opt/caramel/default/caramel-embedded" in drop_in
+    runs(destdir / "opt/caramel/bin/caramel-embedded")
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ((), "run make binary"),
+        (("FORM=onedir",), "run make bundle"),
+        (("FORM=static",), "expected onefile or onedir"),
+        (("INIT=upstart",), "expected systemd, sysv, both or none"),
+        (("CA_CERT=/etc/hostname",), "is not a PEM certificate"),
+    ],
+)
+def test_install_refuses_clearly(tmp_path: Path, variables: tuple[str, ...], message: str) -> None:
+    empty = tmp_path / "empty-dist"
+    empty.mkdir()
+    result = make_install(tmp_path / "destdir", empty, *variables)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_drop_in_lets_the_service_start_once_signed(
+    frozen_binary: Path,
+    signer: fake_signer.FakeCaramel,
+    ca_file: Path,
+    tmp_path: Path,
+) -> None:
+    """The drop-in's ExecStartPre, run as systemd would, from a tree installed in place."""
+    prefix = tmp_path / "image"
+    result = make_install(
+        None,
+        frozen_binary.parent,
+        f"PREFIX={prefix}/usr",
+        f"SYSCONFDIR={prefix}/etc",
+        "INIT=none",
+    )
+    assert result.returncode == 0, result.stderr
+    configure(
+        prefix / "etc/default/caramel-embedded",
+        {
+            "CARAMEL_SERVER": signer.url,  # type: ignore[attr-defined]
+            "CARAMEL_CLIENT_ID": "device-0001",
+            "CARAMEL_FILE": str(tmp_path / "state/client.pem"),
+            "CARAMEL_CA_CERT": str(ca_file),
+        },
+    )
+    drop_in = (prefix / "usr/share/caramel-embedded/wait-for-certificate.conf").read_text()
+    command = shlex.split(units.value(drop_in, "Service", "ExecStartPre").lstrip("+"))
+
+    def exec_start_pre() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=False
+        )
+
+    waiting = exec_start_pre()
+    assert waiting.returncode == 69
+    assert "waiting for signature" in waiting.stderr
+    signer.sign()
+    assert exec_start_pre().returncode == 0
+
+
+def test_strip_leaves_the_binary_as_it_is(frozen_binary: Path, tmp_path: Path) -> None:
+    """Buildroot strips every target binary: PyInstaller's archive survives (an ELF section)."""
+    strip = shutil.which("strip")
+    if strip is None:
+        pytest.fail("strip is not installed: run `make firmware-deps`")
+    stripped = tmp_path / "stripped"
+    subprocess.run([strip, "-o", str(stripped), str(frozen_binary)], check=True)
+    assert stripped.read_bytes() == frozen_binary.read_bytes()
+    runs(stripped)

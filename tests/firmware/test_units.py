@@ -1,0 +1,142 @@
+"""The systemd units of firmware-integration/: systemd-analyze, and what the issue asks of them."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from tests.firmware import units
+from tests.firmware.conftest import FIRMWARE
+
+SERVICE = FIRMWARE / "systemd" / "caramel-embedded.service"
+TIMER = FIRMWARE / "systemd" / "caramel-embedded.timer"
+DROP_IN = FIRMWARE / "drop-in" / "wait-for-certificate.conf"
+DEFAULTS = FIRMWARE / "default" / "caramel-embedded"
+CERTIFICATE_LIFETIME_HOURS = 48
+# The highest exposure `systemd-analyze security` may give the service (its level x 10).
+EXPOSURE_CEILING = 25
+
+
+def unit_root(tmp_path: Path, service: str | None = None, timer: str | None = None) -> Path:
+    return units.make_root(
+        tmp_path / "root",
+        {
+            "caramel-embedded.service": SERVICE.read_text() if service is None else service,
+            "caramel-embedded.timer": TIMER.read_text() if timer is None else timer,
+        },
+        executables=["/usr/bin/caramel-embedded"],
+    )
+
+
+def test_units_verify_clean(tmp_path: Path) -> None:
+    root = unit_root(tmp_path)
+    units.assert_verifies(root, "caramel-embedded.service", "caramel-embedded.timer")
+
+
+BROKEN = {
+    "unknown key": ("service", "ProtectSystem=strict", "ProtectSystm=strict"),
+    "bad exit status": ("service", "SuccessExitStatus=1 69", "SuccessExitStatus=1 sixtynine"),
+    "bad type": ("service", "Type=oneshot", "Type=oneshoot"),
+    "missing binary": (
+        "service",
+        "ExecStart=/usr/bin/caramel-embedded",
+        "ExecStart=/usr/bin/caramel-embeded",
+    ),
+    "relative command": ("service", "ExecStart=/usr/bin/caramel-embedded", "ExecStart=x"),
+    "bad time span": ("timer", "OnUnitActiveSec=1h", "OnUnitActiveSec=1 hour-ish"),
+    "timer key in the wrong unit": ("service", "Nice=10", "Nice=10\nFixedRandomDelay=yes"),
+}
+
+
+@pytest.mark.parametrize("breakage", BROKEN, ids=list(BROKEN))
+def test_verification_fails_on_a_broken_unit(tmp_path: Path, breakage: str) -> None:
+    """The check above is meaningful: each of these mistakes makes it fail."""
+    which, good, bad = BROKEN[breakage]
+    source = SERVICE if which == "service" else TIMER
+    text = source.read_text()
+    assert good in text
+    broken = text.replace(good, bad, 1)
+    root = (
+        unit_root(tmp_path, service=broken)
+        if which == "service"
+        else unit_root(tmp_path, timer=broken)
+    )
+    result = units.verify(root, "caramel-embedded.service", "caramel-embedded.timer")
+    assert result.returncode != 0 or result.stdout != "", f"{breakage} went unnoticed"
+
+
+def test_service_contract() -> None:
+    text = SERVICE.read_text()
+    assert units.value(text, "Service", "Type") == "oneshot"
+    assert set(units.value(text, "Service", "SuccessExitStatus").split()) == {"1", "69"}
+    assert units.value(text, "Service", "EnvironmentFile") == "/etc/default/caramel-embedded"
+    assert units.value(text, "Service", "ExecStart") == "/usr/bin/caramel-embedded"
+    assert units.value(text, "Service", "PrivateTmp") == "yes"
+    assert units.value(text, "Service", "ProtectSystem") == "strict"
+    assert units.value(text, "Service", "NoNewPrivileges") == "yes"
+    families = set(units.value(text, "Service", "RestrictAddressFamilies").split())
+    assert families == {"AF_INET", "AF_INET6", "AF_UNIX"}
+    # The one place it writes is the directory of the default combined file.
+    default_file = re.search(r"^CARAMEL_FILE=(.+)$", DEFAULTS.read_text(), re.M)
+    assert default_file is not None
+    state_dir = str(Path(default_file.group(1)).parent)
+    assert units.value(text, "Service", "ReadWritePaths") == state_dir
+    assert "/var/lib/" + units.value(text, "Service", "StateDirectory") == state_dir
+    assert not units.values(text, "Service", "ProcSubset"), "it would hide /proc/cpuinfo"
+
+
+def test_timer_refreshes_a_48_hour_certificate_well_before_it_expires() -> None:
+    text = TIMER.read_text()
+    period = units.microseconds(units.value(text, "Timer", "OnUnitActiveSec"))
+    spread = units.microseconds(units.value(text, "Timer", "RandomizedDelaySec"))
+    accuracy = units.microseconds(units.value(text, "Timer", "AccuracySec"))
+    assert units.microseconds(units.value(text, "Timer", "OnBootSec")) <= 5 * 60 * 10**6
+    assert spread > 0, "a fleet that boots together must be spread"
+    assert units.value(text, "Timer", "FixedRandomDelay") == "yes"
+    longest_gap_hours = (period + spread + accuracy) / 3600e6
+    # At least 24 checks in a certificate's life: it is fetched within a small fraction
+    # of its lifetime after being re-signed, and survives a day of unreachable server.
+    assert CERTIFICATE_LIFETIME_HOURS / longest_gap_hours >= 24, longest_gap_hours
+    assert units.value(text, "Install", "WantedBy") == "timers.target"
+
+
+def test_service_exposure_stays_low(tmp_path: Path) -> None:
+    root = unit_root(tmp_path)
+    result = units.security(root, "caramel-embedded.service", EXPOSURE_CEILING)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+
+
+def test_drop_in_verifies_on_a_service_that_needs_the_certificate(tmp_path: Path) -> None:
+    root = unit_root(tmp_path)
+    units.make_root(
+        root,
+        {
+            "app.service": "[Unit]\nDescription=app\n\n[Service]\nExecStart=/usr/bin/app\n",
+            "etc/systemd/system/app.service.d/caramel.conf": DROP_IN.read_text(),
+        },
+        executables=["/usr/bin/app", "/bin/sh"],
+    )
+    units.assert_verifies(root, "app.service")
+    text = DROP_IN.read_text()
+    assert units.value(text, "Unit", "After") == "caramel-embedded.service"
+    assert units.value(text, "Service", "Restart") == "on-failure"
+
+
+def drop_in_shell_code() -> str:
+    command = units.value(DROP_IN.read_text(), "Service", "ExecStartPre")
+    words = shlex.split(command.lstrip("+"))
+    assert words[:2] == ["/bin/sh", "-c"], words
+    assert "$" not in words[2], "systemd would expand it"
+    return words[2]
+
+
+def test_drop_in_shell_code_is_clean(tmp_path: Path) -> None:
+    from tests.firmware.test_shell import shellcheck
+
+    script = tmp_path / "exec-start-pre.sh"
+    # The files it sources are on the device, not here (test_install runs the code).
+    script.write_text("#!/bin/sh\n# shellcheck disable=SC1091\n" + drop_in_shell_code() + "\n")
+    shellcheck(script)
