@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.installed
 SYSTEM_PACKAGES := nginx openssl curl
 
 .PHONY: all venv system-deps test test-package test-binary test-bundle test-unit test-e2e \
-	lint format demo clean binary bundle bench build-deps
+	lint format demo clean binary bundle bench build-deps bench-deps trim-report
 
 # --- freezing (build/freeze.sh holds the steps, build/caramel-embedded.spec the choices) ---
 HOST_ARCH := $(shell build/freeze.sh --host-arch)
@@ -33,6 +33,8 @@ FREEZE_INPUTS := $(wildcard caramel_embedded/*.py) build/freeze.sh build/caramel
 # real-server, and any new one) runs in both passes; tests/frozen only in the binary pass.
 PACKAGE_ONLY_TESTS := tests/test_lean_path.py tests/test_decision.py tests/test_parsers.py \
 	tests/test_client_id.py tests/test_pki.py tests/test_combined_file.py
+# Passes of their own, with their own targets: the ARM builds under emulation (build/arm.mk).
+OTHER_PASSES := tests/arm
 
 all: test
 
@@ -56,17 +58,18 @@ venv: $(STAMP)
 test: test-package test-binary
 
 test-package: venv system-deps
-	$(BIN)/python -m pytest -q --ignore=tests/frozen
+	$(BIN)/python -m pytest -q --ignore=tests/frozen $(addprefix --ignore=,$(OTHER_PASSES))
 
 test-binary: venv system-deps $(TEST_BINARY)
 	$(BUILD_PYTHON) build/elf_report.py $(TEST_BINARY)
 	CARAMEL_EMBEDDED_CMD=$(abspath $(TEST_BINARY)) \
-		$(BIN)/python -m pytest -q $(addprefix --ignore=,$(PACKAGE_ONLY_TESTS)) tests
+		$(BIN)/python -m pytest -q $(addprefix --ignore=,$(PACKAGE_ONLY_TESTS) $(OTHER_PASSES)) tests
 
 # The same suites against the one-dir bundle (not part of `make test`, to keep it short).
 test-bundle: venv system-deps $(TEST_BUNDLE)
 	CARAMEL_EMBEDDED_CMD=$(abspath $(TEST_BUNDLE)) \
-		$(BIN)/python -m pytest -q $(addprefix --ignore=,$(PACKAGE_ONLY_TESTS)) --ignore=tests/frozen tests
+		$(BIN)/python -m pytest -q \
+		$(addprefix --ignore=,$(PACKAGE_ONLY_TESTS) $(OTHER_PASSES) tests/frozen) tests
 
 BUILD_PYTHON := .cache/build-venv-$(HOST_ARCH)/bin/python
 
@@ -92,14 +95,40 @@ binary: build-deps
 bundle: build-deps
 	build/freeze.sh --arch $(ARCH) --form onedir --ca-cert "$(CA_CERT)"
 
-bench: venv system-deps build-deps
-	$(BIN)/python bench/run.py --arch $(HOST_ARCH)
+# Which modules the binary carries that no tested path imports, and a check that no
+# excluded one is imported (build/unused_modules.py): run after changing imports or EXCLUDES.
+# Test failures in the recording run are the package pass's business; the report is ours.
+TRIM_LOG := .cache/trim-imports.log
+trim-report: venv system-deps $(TEST_BUNDLE)
+	rm -f $(TRIM_LOG)
+	CARAMEL_EMBEDDED_CMD="$(abspath $(BIN)/python) $(abspath build/unused_modules.py) --record \
+		$(abspath $(TRIM_LOG))" $(BIN)/python -m pytest -q \
+		$(addprefix --ignore=,$(PACKAGE_ONLY_TESTS) $(OTHER_PASSES) tests/frozen) tests || true
+	$(BIN)/python build/unused_modules.py --report $(TRIM_LOG) \
+		build/work/$(HOST_ARCH)/onedir/caramel-embedded
+
+# GNU time measures peak RSS, strace counts file bytes (bench/measure.py says why),
+# mksquashfs tells what each form costs in a compressed firmware root.
+bench-deps:
+	@missing=""; \
+	[ -x /usr/bin/time ] || missing="$$missing time"; \
+	command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
+	PATH="$$PATH:/usr/sbin" command -v mksquashfs >/dev/null 2>&1 || missing="$$missing squashfs-tools"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# Figures, not a test: the table and PASS/FAIL per goal (README, "Frozen binary").
+bench: venv system-deps bench-deps $(TEST_BINARY) $(TEST_BUNDLE)
+	$(BIN)/python bench/run.py --binary $(TEST_BINARY) --bundle $(TEST_BUNDLE) \
+		--sizes-from $(dir $(TEST_DIST)) --sizes-from dist
 
 test-unit: venv
-	$(BIN)/python -m pytest -q -m "not e2e" --ignore=tests/frozen
+	$(BIN)/python -m pytest -q -m "not e2e" $(addprefix --ignore=,tests/frozen $(OTHER_PASSES))
 
 test-e2e: venv system-deps
-	$(BIN)/python -m pytest -q -m e2e --ignore=tests/frozen
+	$(BIN)/python -m pytest -q -m e2e $(addprefix --ignore=,tests/frozen $(OTHER_PASSES))
 
 lint: venv
 	$(BIN)/ruff format --check caramel_embedded tests build bench

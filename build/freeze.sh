@@ -1,0 +1,159 @@
+#!/bin/sh
+# Freeze caramel-embedded with PyInstaller: the one-file binary or the one-dir bundle.
+#
+#   build/freeze.sh --arch ARCH --form onefile|onedir [--ca-cert PATH] [--dist DIR]
+#   build/freeze.sh --host-arch          print the ARCH name of this machine
+#
+# ARCH is x86_64, aarch64 or armhf; the output goes to DIR (default dist/ARCH):
+# DIR/caramel-embedded (onefile) or DIR/caramel-embedded-dir/caramel-embedded (onedir),
+# with DIR/<output>.buildinfo beside it. The same script is meant to run inside a foreign
+# architecture's root under emulation (issue 6), so it takes the architecture as a
+# parameter and checks that it is the one it runs on.
+#
+# Why each step:
+# - The tools come from build/requirements.lock (hashes, --require-hashes) into a venv of
+#   their own (.cache/build-venv-ARCH, or $BUILD_VENV), never the test venv, so that the
+#   frozen bytes depend on the lock and not on what tests installed. A stamp holding the
+#   locks' digest lets a later build reuse the venv.
+# - PyInstaller is built from its sdist with PYI_STATIC_ZLIB=1: its launcher then carries
+#   zlib instead of needing the target's libz.so.1. Its build backend (hatchling) is pinned
+#   too (build/backend.lock) and used without build isolation, so no unpinned download
+#   takes part in the build.
+# - SOURCE_DATE_EPOCH (the commit's time unless already set) and PYTHONHASHSEED=0 make two
+#   builds of one commit byte-identical.
+set -eu
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+BUILD_DIR="$REPO/build"
+
+die() {
+	echo "freeze.sh: $*" >&2
+	exit 2
+}
+
+host_arch() {
+	case "$(uname -m)" in
+	x86_64 | amd64) echo x86_64 ;;
+	aarch64 | arm64) echo aarch64 ;;
+	armv7l | armv7 | armhf) echo armhf ;;
+	*) uname -m ;;
+	esac
+}
+
+ARCH=""
+FORM=""
+CA_CERT=""
+DIST=""
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--host-arch)
+		host_arch
+		exit 0
+		;;
+	--arch) ARCH=${2:?--arch needs a value} && shift 2 ;;
+	--form) FORM=${2:?--form needs a value} && shift 2 ;;
+	--ca-cert) CA_CERT=${2:-} && shift 2 ;;
+	--dist) DIST=${2:?--dist needs a value} && shift 2 ;;
+	*) die "unknown argument: $1 (see the comment at the top of build/freeze.sh)" ;;
+	esac
+done
+
+[ -n "$ARCH" ] || ARCH=$(host_arch)
+case "$ARCH" in
+x86_64 | aarch64 | armhf) ;;
+*) die "ARCH=$ARCH: expected x86_64, aarch64 or armhf" ;;
+esac
+case "$FORM" in
+onefile | onedir) ;;
+*) die "--form onefile|onedir is required" ;;
+esac
+if [ "$ARCH" != "$(host_arch)" ]; then
+	die "ARCH=$ARCH on a $(host_arch) machine: not yet: see issue 6 (foreign architectures build in an emulated root)"
+fi
+
+DIST=${DIST:-"$REPO/dist/$ARCH"}
+mkdir -p "$DIST"
+DIST=$(cd "$DIST" && pwd)
+VENV=${BUILD_VENV:-"$REPO/.cache/build-venv-$ARCH"}
+PYTHON=${PYTHON:-python3}
+WORK="$REPO/build/work/$ARCH/$FORM"
+
+# --- the build venv ------------------------------------------------------------------
+venv_stamp() {
+	cat "$BUILD_DIR/backend.lock" "$BUILD_DIR/requirements.lock" "$BUILD_DIR/freeze.sh" |
+		"$PYTHON" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest(), sys.version.split()[0])'
+}
+
+make_venv() {
+	shared=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_config_var("Py_ENABLE_SHARED") or 0)')
+	if [ "$shared" != 1 ]; then
+		die "$PYTHON has no shared libpython, which PyInstaller needs (on Debian: apt-get install libpython3-dev or libpython3.11)"
+	fi
+	echo "freeze.sh: making the build venv $VENV from build/*.lock" >&2
+	rm -rf "$VENV"
+	"$PYTHON" -m venv "$VENV"
+	# The build backend first, then everything else without build isolation: only hashed,
+	# pinned files take part. PyInstaller from its sdist compiles its launcher here.
+	"$VENV/bin/pip" install --quiet --disable-pip-version-check --require-hashes --no-deps \
+		--only-binary :all: -r "$BUILD_DIR/backend.lock"
+	PYI_STATIC_ZLIB=1 "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+		--require-hashes --no-deps --no-build-isolation --no-binary pyinstaller \
+		-r "$BUILD_DIR/requirements.lock"
+	launcher_dir=$("$VENV/bin/python" -c 'import os, PyInstaller; from PyInstaller import PLATFORM; print(os.path.join(os.path.dirname(PyInstaller.__file__), "bootloader", PLATFORM))')
+	for launcher in "$launcher_dir/run" "$launcher_dir/run_d"; do
+		if ! "$VENV/bin/python" "$BUILD_DIR/elf_report.py" --needs-only-libc "$launcher"; then
+			rm -rf "$VENV"
+			die "PyInstaller's launcher $launcher needs more than the C library (zlib not static?)"
+		fi
+	done
+	venv_stamp >"$VENV/.stamp"
+}
+
+if [ ! -x "$VENV/bin/pyinstaller" ] || [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$(venv_stamp)" ]; then
+	make_venv
+fi
+
+# --- reproducibility -----------------------------------------------------------------
+if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+	SOURCE_DATE_EPOCH=$(git -C "$REPO" log -1 --format=%ct 2>/dev/null) ||
+		die "not a git checkout: set SOURCE_DATE_EPOCH to the sources' time"
+fi
+export SOURCE_DATE_EPOCH
+export PYTHONHASHSEED=0
+# PyInstaller's cache of stripped libraries stays with the other build caches.
+export PYINSTALLER_CONFIG_DIR="$REPO/.cache/pyinstaller-$ARCH"
+
+# --- the CA to embed ------------------------------------------------------------------
+rm -rf "$WORK"
+mkdir -p "$WORK"
+CA_FINGERPRINT=none
+set --
+if [ -n "$CA_CERT" ]; then
+	# Checked by the client's own reader, so the binary will accept what it embeds; the
+	# certificate is re-encoded as one canonical PEM block.
+	CA_FINGERPRINT=$(PYTHONPATH="$REPO" "$VENV/bin/python" "$BUILD_DIR/check_ca.py" \
+		"$CA_CERT" "$WORK/embedded_ca.pem") || die "CA_CERT=$CA_CERT cannot be embedded"
+	set -- --ca-cert "$WORK/embedded_ca.pem"
+fi
+
+# --- freeze ------------------------------------------------------------------------
+"$VENV/bin/pyinstaller" --noconfirm --log-level WARN \
+	--distpath "$DIST" --workpath "$WORK" \
+	"$BUILD_DIR/caramel-embedded.spec" -- --form "$FORM" "$@"
+
+if [ "$FORM" = onefile ]; then
+	OUTPUT="$DIST/caramel-embedded"
+else
+	OUTPUT="$DIST/caramel-embedded-dir"
+fi
+{
+	echo "arch=$ARCH"
+	echo "form=$FORM"
+	echo "version=$(PYTHONPATH="$REPO" "$VENV/bin/python" -c 'import caramel_embedded; print(caramel_embedded.__version__)')"
+	echo "embedded_ca_sha256=$CA_FINGERPRINT"
+	echo "source_date_epoch=$SOURCE_DATE_EPOCH"
+	echo "python=$("$VENV/bin/python" -c 'import platform; print(platform.python_version())')"
+	echo "pyinstaller=$("$VENV/bin/pyinstaller" --version)"
+	echo "lock_sha256=$(cat "$BUILD_DIR/backend.lock" "$BUILD_DIR/requirements.lock" | sha256sum | cut -d' ' -f1)"
+} >"$OUTPUT.buildinfo"
+echo "freeze.sh: wrote $OUTPUT" >&2

@@ -1,0 +1,94 @@
+"""What freezing changes, tested on the one-file binary that ``make test`` built.
+
+These tests run only in the binary pass (``make test-binary``, part of ``make test``), with
+``CARAMEL_EMBEDDED_CMD`` naming the binary. Run in any other way they fail with a line that
+says how to run them: a missing binary is a broken build, never a reason to skip.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.command import ENV_VAR, client_command
+
+REPO = Path(__file__).resolve().parents[2]
+FREEZE = REPO / "build" / "freeze.sh"
+ELF_REPORT = REPO / "build" / "elf_report.py"
+
+
+@dataclass(frozen=True)
+class Binary:
+    """A one-file binary made by build/freeze.sh, and the facts its .buildinfo records."""
+
+    path: Path
+    info: dict[str, str]
+
+    @property
+    def arch(self) -> str:
+        return self.info["arch"]
+
+    @property
+    def build_python(self) -> Path:
+        """The build venv's Python: it has PyInstaller, whose archive reader we need."""
+        venv = os.environ.get("BUILD_VENV") or REPO / ".cache" / f"build-venv-{self.arch}"
+        return Path(venv) / "bin" / "python"
+
+
+def read_buildinfo(path: Path) -> dict[str, str]:
+    lines = path.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
+def freeze(*arguments: str, epoch: str) -> subprocess.CompletedProcess[str]:
+    """Run build/freeze.sh with a fixed SOURCE_DATE_EPOCH (that of the binary under test)."""
+    return subprocess.run(
+        [str(FREEZE), *arguments],
+        env={**os.environ, "SOURCE_DATE_EPOCH": epoch},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def binary() -> Binary:
+    command = client_command()
+    if not os.environ.get(ENV_VAR) or len(command) != 1:
+        pytest.fail(
+            f"tests/frozen test the one-file binary: run them through `make test` (or set "
+            f"{ENV_VAR} to dist/ARCH/caramel-embedded built by build/freeze.sh)"
+        )
+    path = Path(command[0]).resolve()
+    info_path = path.with_name(path.name + ".buildinfo")
+    if not path.is_file() or not info_path.is_file():
+        pytest.fail(f"{path}: no one-file binary with its .buildinfo: build it with make")
+    info = read_buildinfo(info_path)
+    if info.get("form") != "onefile":
+        pytest.fail(f"{path}: built as {info.get('form')}, these tests need the one-file form")
+    return Binary(path, info)
+
+
+@pytest.fixture(scope="session")
+def ca_binary(binary: Binary, ca_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Binary:
+    """The same sources frozen again, with the test session's CA embedded."""
+    dist = tmp_path_factory.mktemp("dist-with-ca")
+    built = freeze(
+        "--arch",
+        binary.arch,
+        "--form",
+        "onefile",
+        "--ca-cert",
+        str(ca_file),
+        "--dist",
+        str(dist),
+        epoch=binary.info["source_date_epoch"],
+    )
+    assert built.returncode == 0, built.stderr
+    path = dist / "caramel-embedded"
+    return Binary(path, read_buildinfo(dist / "caramel-embedded.buildinfo"))

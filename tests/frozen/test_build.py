@@ -1,0 +1,99 @@
+"""The build itself: reproducible bytes, nothing needed from the target but glibc.
+
+The glibc floor is measured from the binary by build/elf_report.py, and the README must
+state the measured value for this architecture: the document cannot drift from the bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+from tests.frozen.conftest import ELF_REPORT, FREEZE, REPO, Binary, freeze
+
+
+def elf_report(binary: Binary) -> dict[str, object]:
+    result = subprocess.run(
+        [str(binary.build_python), str(ELF_REPORT), "--json", str(binary.path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode in (0, 1), result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_two_builds_of_one_commit_give_the_same_bytes(binary: Binary, tmp_path: Path) -> None:
+    again = freeze(
+        "--arch",
+        binary.arch,
+        "--form",
+        "onefile",
+        "--dist",
+        str(tmp_path),
+        epoch=binary.info["source_date_epoch"],
+    )
+    assert again.returncode == 0, again.stderr
+    rebuilt = tmp_path / "caramel-embedded"
+    assert rebuilt.stat().st_size == binary.path.stat().st_size
+    assert rebuilt.read_bytes() == binary.path.read_bytes()
+
+
+def test_the_binary_needs_nothing_but_glibc(binary: Binary) -> None:
+    report = elf_report(binary)
+    assert report["not_glibc"] == []
+    # zlib is linked into the launcher: the system libz.so.1 is not needed, not even by it.
+    assert "libz.so.1" not in report["system_libraries"]  # type: ignore[operator]
+    launcher_needs = subprocess.run(
+        [str(binary.build_python), str(ELF_REPORT), "--needs-only-libc", str(binary.path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert launcher_needs.returncode == 0, launcher_needs.stderr
+
+
+def test_the_readme_states_the_measured_glibc_floor(binary: Binary) -> None:
+    report = elf_report(binary)
+    floor = str(report["glibc_floor"]).removeprefix("GLIBC_")
+    readme = (REPO / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if re.match(rf"\|\s*{binary.arch}\s*\|", line)]
+    assert rows, f"README.md has no table row for {binary.arch}"
+    assert any(re.search(rf"\bglibc {re.escape(floor)}\b", row) for row in rows), (
+        f"README.md must say 'glibc {floor}' for {binary.arch} (measured from {binary.path}): "
+        + " / ".join(rows)
+    )
+
+
+def test_a_foreign_architecture_is_refused_with_a_pointer(binary: Binary) -> None:
+    foreign = "aarch64" if binary.arch != "aarch64" else "x86_64"
+    result = subprocess.run(
+        [str(FREEZE), "--arch", foreign, "--form", "onefile"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "not yet: see issue 6" in result.stderr
+
+
+def test_a_ca_cert_that_is_not_a_ca_certificate_is_refused(binary: Binary, tmp_path: Path) -> None:
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("hello\n")
+    result = freeze(
+        "--arch",
+        binary.arch,
+        "--form",
+        "onefile",
+        "--ca-cert",
+        str(not_pem),
+        "--dist",
+        str(tmp_path / "dist"),
+        epoch=binary.info["source_date_epoch"],
+    )
+    assert result.returncode != 0
+    assert "not one PEM certificate" in result.stderr
+    assert not (tmp_path / "dist" / "caramel-embedded").exists()
