@@ -18,7 +18,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import secrets
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -118,7 +117,7 @@ class LockedFile:
         it is linked there only once the new content is safely on disk, so the path always
         holds a complete file.
         """
-        temporary = self.path.parent / f"{self.temporary_prefix}{secrets.token_hex(6)}"
+        temporary = self.path.parent / f"{self.temporary_prefix}{os.urandom(6).hex()}"
         descriptor = _create_exclusive(temporary, self.ownership)
         try:
             _lock_or_raise(descriptor, temporary)

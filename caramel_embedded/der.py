@@ -191,9 +191,14 @@ def _time(element: _TLV) -> datetime:
         text = ("19" if year >= 50 else "20") + text
     elif not (tag == _GENERALIZED_TIME and len(text) == 15 and text.endswith("Z")):
         raise DERError("bad time")
-    if not text[:14].isdigit():
+    digits = text[:14]
+    if not (digits.isascii() and digits.isdigit()):
         raise DERError("bad time")
-    try:
-        return datetime.strptime(text[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    year, month, day, hour, minute, second = (
+        int(digits[:4]),
+        *(int(digits[i : i + 2]) for i in range(4, 14, 2)),
+    )
+    try:  # sliced by hand: datetime.strptime would import _strptime on every cold start
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except ValueError:
         raise DERError("bad time") from None

@@ -46,6 +46,13 @@ class Settings:
     identity_root: Path = Path("/")  # where /sys, /proc and /etc are read (CARAMEL_IDENTITY_ROOT)
 
 
+class _Formatter(argparse.HelpFormatter):
+    """A fixed width: asking the terminal imports shutil on every start, for --help only."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=88)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see --help)")
@@ -66,6 +73,7 @@ def _parser() -> _Parser:
         ),
         allow_abbrev=False,
         add_help=False,
+        formatter_class=_Formatter,
     )
     add = parser.add_argument
     add(
