@@ -32,7 +32,7 @@ FREEZE_INPUTS := $(wildcard caramel_embedded/*.py) build/freeze.sh build/caramel
 # CARAMEL_EMBEDDED_CMD cannot change what they test. Every other file (process-level,
 # real-server, and any new one) runs in both passes; tests/frozen only in the binary pass.
 PACKAGE_ONLY_TESTS := tests/test_lean_path.py tests/test_decision.py tests/test_parsers.py \
-	tests/test_client_id.py tests/test_pki.py tests/test_combined_file.py
+	tests/test_client_id.py tests/test_pki.py tests/test_combined_file.py tests/test_report.py
 # Passes of their own, with their own targets: the ARM builds under emulation (build/arm.mk).
 OTHER_PASSES := tests/arm
 
@@ -57,10 +57,12 @@ venv: $(STAMP)
 
 test: test-package test-binary
 
+# tests/frozen and tests/firmware need the frozen binary: they run in the binary pass only.
 test-package: venv system-deps
-	$(BIN)/python -m pytest -q --ignore=tests/frozen $(addprefix --ignore=,$(OTHER_PASSES))
+	$(BIN)/python -m pytest -q --ignore=tests/frozen --ignore=tests/firmware \
+		$(addprefix --ignore=,$(OTHER_PASSES))
 
-test-binary: venv system-deps $(TEST_BINARY)
+test-binary: venv system-deps $(TEST_BINARY) $(TEST_BUNDLE)
 	$(BUILD_PYTHON) build/elf_report.py $(TEST_BINARY)
 	CARAMEL_EMBEDDED_CMD=$(abspath $(TEST_BINARY)) \
 		$(BIN)/python -m pytest -q $(addprefix --ignore=,$(PACKAGE_ONLY_TESTS) $(OTHER_PASSES)) tests
@@ -90,10 +92,10 @@ $(TEST_BUNDLE): $(FREEZE_INPUTS) | build-deps
 	build/freeze.sh --arch $(HOST_ARCH) --form onedir --dist $(TEST_DIST)
 
 binary: build-deps
-	build/freeze.sh --arch $(ARCH) --form onefile --ca-cert "$(CA_CERT)"
+	build/freeze-in-root.sh --arch $(ARCH) --form onefile --ca-cert "$(CA_CERT)"
 
 bundle: build-deps
-	build/freeze.sh --arch $(ARCH) --form onedir --ca-cert "$(CA_CERT)"
+	build/freeze-in-root.sh --arch $(ARCH) --form onedir --ca-cert "$(CA_CERT)"
 
 # Which modules the binary carries that no tested path imports, and a check that no
 # excluded one is imported (build/unused_modules.py): run after changing imports or EXCLUDES.

@@ -68,7 +68,7 @@ onefile | onedir) ;;
 *) die "--form onefile|onedir is required" ;;
 esac
 if [ "$ARCH" != "$(host_arch)" ]; then
-	die "ARCH=$ARCH on a $(host_arch) machine: not yet: see issue 6 (foreign architectures build in an emulated root)"
+	die "ARCH=$ARCH on a $(host_arch) machine: run build/freeze-in-root.sh --arch $ARCH (foreign architectures build in an emulated root)"
 fi
 
 DIST=${DIST:-"$REPO/dist/$ARCH"}
@@ -96,7 +96,10 @@ make_venv() {
 	# pinned files take part. PyInstaller from its sdist compiles its launcher here.
 	"$VENV/bin/pip" install --quiet --disable-pip-version-check --require-hashes --no-deps \
 		--only-binary :all: -r "$BUILD_DIR/backend.lock"
-	PYI_STATIC_ZLIB=1 "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+	# Large-file support for the launcher: without it, a 32-bit launcher (armhf) fails to
+	# list its unpack directory on file systems with 64-bit inode numbers (ext4 seen from
+	# qemu on a 64-bit host) and leaves the _MEI directory behind. Harmless on 64-bit.
+	PYI_STATIC_ZLIB=1 CFLAGS="${CFLAGS:-} -D_FILE_OFFSET_BITS=64" "$VENV/bin/pip" install --quiet --disable-pip-version-check \
 		--require-hashes --no-deps --no-build-isolation --no-binary pyinstaller \
 		-r "$BUILD_DIR/requirements.lock"
 	launcher_dir=$("$VENV/bin/python" -c 'import os, PyInstaller; from PyInstaller import PLATFORM; print(os.path.join(os.path.dirname(PyInstaller.__file__), "bootloader", PLATFORM))')

@@ -252,16 +252,15 @@ def test_expired_certificate_is_refused_and_state_kept(
 
 
 def test_expired_installed_certificate_is_not_shown(client: Client, signer: FakeCaramel) -> None:
-    now = dt.datetime.now(dt.UTC)
-    installed(
-        client,
-        signer,
-        not_before=now - dt.timedelta(hours=2),
-        not_after=now + dt.timedelta(seconds=3),
-    )
     import time
 
-    time.sleep(4)  # the installed certificate expires
+    started = time.monotonic()
+    enrolled(client)
+    one_run = time.monotonic() - started  # seconds under emulation, a fraction natively
+    not_after = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2 + 3 * one_run)
+    signer.sign(not_before=not_after - dt.timedelta(hours=2), not_after=not_after)
+    assert client.run().returncode == 0
+    time.sleep(max(0.0, (not_after - dt.datetime.now(dt.UTC)).total_seconds()) + 1.5)
     result = client.run()
     assert result.returncode == 69, result.stderr  # the server answers 202 for an expired one
     get = signer.requests("GET")[-1]

@@ -77,7 +77,7 @@ def test_a_foreign_architecture_is_refused_with_a_pointer(binary: Binary) -> Non
         check=False,
     )
     assert result.returncode == 2
-    assert "not yet: see issue 6" in result.stderr
+    assert "freeze-in-root.sh" in result.stderr
 
 
 def test_a_ca_cert_that_is_not_a_ca_certificate_is_refused(binary: Binary, tmp_path: Path) -> None:

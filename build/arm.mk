@@ -1,0 +1,64 @@
+# ARM: the one-file binary and the bundle for aarch64 and armhf, built on this x86_64 machine
+# inside an emulated Debian root of each architecture, and tested there under qemu-user.
+# Included by the Makefile; uses its VENV/BIN, FREEZE_INPUTS, TEST_BINARY and BUILD_PYTHON.
+#
+#   make test-arm                      build both architectures and run the ARM pass
+#   make test-arm-aarch64 | test-arm-armhf    one architecture
+#   make arm-root ARCH=aarch64|armhf   make (or reuse) the build root   .cache/roots/ARCH/rootfs
+#   make arm-glibc-root ARCH=...       the root holding nothing but glibc  .cache/roots/ARCH/glibc-only
+#   make binary ARCH=... / make bundle ARCH=...   dist/ARCH/, through build/freeze-in-root.sh
+#
+# The ARM pass freezes each architecture without a CA into .cache/test-dist/ARCH (rebuilt
+# only when something that goes into it changed), then runs, with every invocation under
+# qemu-user and nothing but the target's glibc to load (QEMU_LD_PREFIX = the glibc-only
+# root), the process-level tests listed in ARM_SUITE and tests/arm (the binary and the
+# bundle in the glibc-only root under chroot, the glibc floor, reproducible bytes).
+
+ARM_ARCHES  := aarch64 armhf
+ARM_SCRIPTS := build/arm-lib.sh build/rootfs.sh build/glibc-root.sh build/freeze-in-root.sh
+
+# The ARM pass: exit statuses (options and usage, every server answer), the combined file
+# (its format, a corrupt, empty or foreign file, symlink, mode and owner), the lock, the
+# signals, and the real-server lifecycle. `-m "not slow"` leaves out the 32-process lock
+# race, which measures the machine more than the binary under emulation.
+ARM_SUITE := tests/test_options.py tests/test_protocol.py tests/test_local_input.py \
+	tests/test_concurrency.py tests/test_signals.py \
+	tests/e2e/test_lifecycle.py tests/e2e/test_expired_certificate.py \
+	tests/arm
+ARM_PYTEST_FLAGS = -q -m "not slow" -p no:cacheprovider \
+	--basetemp=$(or $(TMPDIR),/tmp)/caramel-embedded-test-arm-$*
+
+.PHONY: test-arm $(addprefix test-arm-,$(ARM_ARCHES)) arm-root arm-glibc-root
+
+# The two architectures build and test side by side (each emulated process keeps one core
+# busy); each one's output is shown in one piece when it ends.
+test-arm:
+	$(MAKE) --no-print-directory -j2 --output-sync=target $(addprefix test-arm-,$(ARM_ARCHES))
+
+arm-root:
+	build/rootfs.sh $(ARCH)
+
+arm-glibc-root:
+	build/glibc-root.sh $(ARCH)
+
+.cache/test-dist/%/caramel-embedded: $(FREEZE_INPUTS) $(ARM_SCRIPTS)
+	build/freeze-in-root.sh --arch $* --form onefile --dist .cache/test-dist/$*
+
+# After the one-file form of the same architecture (order only): the two share a root and
+# its venv and take turns (a lock), so `make -j2` builds the two architectures side by side.
+.cache/test-dist/%/caramel-embedded-dir/caramel-embedded: $(FREEZE_INPUTS) $(ARM_SCRIPTS) \
+		| .cache/test-dist/%/caramel-embedded
+	build/freeze-in-root.sh --arch $* --form onedir --dist .cache/test-dist/$*
+
+# The host's build venv (made by the host freeze) gives build/elf_report.py PyInstaller's
+# archive reader, to look inside the ARM one-file binaries.
+$(addprefix test-arm-,$(ARM_ARCHES)): test-arm-%: venv system-deps $(TEST_BINARY) .cache/test-dist/%/caramel-embedded \
+		.cache/test-dist/%/caramel-embedded-dir/caramel-embedded
+	@glibc_root=$$(build/glibc-root.sh $*) && \
+	echo "test-arm: $* under qemu-user, QEMU_LD_PREFIX=$$glibc_root" && \
+	CARAMEL_ARM_ARCH=$* \
+	CARAMEL_ARM_DIST=$(abspath .cache/test-dist/$*) \
+	CARAMEL_ARM_GLIBC_ROOT=$$glibc_root \
+	CARAMEL_BUILD_PYTHON=$(abspath $(BUILD_PYTHON)) \
+	CARAMEL_EMBEDDED_CMD="env QEMU_LD_PREFIX=$$glibc_root $(abspath .cache/test-dist/$*/caramel-embedded)" \
+		$(BIN)/python -m pytest $(ARM_PYTEST_FLAGS) $(ARM_SUITE)
