@@ -415,3 +415,18 @@ def test_changed_client_id_posts_a_new_request_for_the_same_key(
     names = {e.csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
              for e in signer.entries.values()}  # fmt: skip
     assert names == {CLIENT_ID, "device-0002"}
+
+
+def test_verbose_output_never_shows_the_key(client: Client, signer: FakeCaramel) -> None:
+    outputs = [client.run("-v")]
+    first_key = key_of(client.file)
+    signer.sign()
+    outputs += [client.run("-v"), client.run("-v")]
+    signer.reject()
+    outputs.append(client.run("-v"))
+    assert [r.returncode for r in outputs] == [69, 0, 0, 69]
+    text = "".join(r.stdout + r.stderr for r in outputs)
+    assert "PRIVATE KEY" not in text
+    for key in (first_key, key_of(client.file)):
+        base64_lines = pem.encode("PRIVATE KEY", key).decode().splitlines()[1:-1]
+        assert not any(line in text for line in base64_lines)
