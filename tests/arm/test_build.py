@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.arm.conftest import ELF_MACHINE, REPO, ArmBuild
+from tests.firmware.test_recipes import GLIBC_FLOORS
 
 FREEZE_IN_ROOT = REPO / "build" / "freeze-in-root.sh"
 ELF_REPORT = REPO / "build" / "elf_report.py"
@@ -53,6 +54,7 @@ def test_the_readme_states_the_measured_glibc_floor(arm_build: ArmBuild) -> None
     readme = (REPO / "README.md").read_text()
     rows = [line for line in readme.splitlines() if re.match(rf"\|\s*{arm_build.arch}\s*\|", line)]
     assert rows, f"README.md has no table row for {arm_build.arch}"
+    assert GLIBC_FLOORS[arm_build.arch] == floor, "the firmware recipes state another floor"
     assert any(re.search(rf"\bglibc {re.escape(floor)}\b", row) for row in rows), (
         f"README.md must say 'glibc {floor}' for {arm_build.arch} "
         f"(measured from {arm_build.onefile}): " + " / ".join(rows)

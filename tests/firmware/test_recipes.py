@@ -329,13 +329,11 @@ def measured_floor(binary: Path) -> str | None:
     return str(json.loads(result.stdout)["glibc_floor"]).removeprefix("GLIBC_")
 
 
-@pytest.mark.parametrize("arch", sorted(GLIBC_FLOORS))
-def test_glibc_floor_is_the_binarys(frozen_binary: Path, arch: str) -> None:
-    """The stated floor is the one measured on the binary (for each architecture built)."""
-    binary = frozen_binary.parent.parent / arch / "caramel-embedded"
-    if not binary.exists():
-        pytest.skip(f"no {arch} binary beside {frozen_binary}")
-    floor = measured_floor(binary)
-    if floor is None:
-        pytest.skip("build/elf_report.py needs the build venv (make binary makes it)")
-    assert floor == GLIBC_FLOORS[arch]
+def test_glibc_floor_is_the_binarys(frozen_binary: Path) -> None:
+    """The floor stated for this machine's architecture is the one measured on its binary.
+
+    The ARM floors are checked against the ARM binaries in the ARM pass (tests/arm).
+    """
+    floor = measured_floor(frozen_binary)
+    assert floor is not None, "build/elf_report.py needs the build venv (make binary makes it)"
+    assert floor == GLIBC_FLOORS["x86_64"]
