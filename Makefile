@@ -121,10 +121,14 @@ bench-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# Figures, not a test: the table and PASS/FAIL per goal (README, "Frozen binary").
+# Figures, not a test: the table and PASS/FAIL per goal (README, "Frozen binary"), and
+# beside them the floors (bench/floor.py: a frozen Python doing the request with ssl alone,
+# and with urllib3 imported), frozen by the test binary's build venv, again only when changed.
+BENCH_FLOOR := .cache/bench-floor
 bench: venv system-deps bench-deps $(TEST_BINARY) $(TEST_BUNDLE)
+	bench/freeze_floor.sh $(HOST_ARCH) $(BENCH_FLOOR)
 	$(BIN)/python bench/run.py --binary $(TEST_BINARY) --bundle $(TEST_BUNDLE) \
-		--sizes-from $(dir $(TEST_DIST)) --sizes-from dist
+		--floor $(BENCH_FLOOR)/floor/floor --sizes-from $(dir $(TEST_DIST)) --sizes-from dist
 
 test-unit: venv
 	$(BIN)/python -m pytest -q -m "not e2e" $(addprefix --ignore=,tests/frozen $(OTHER_PASSES))

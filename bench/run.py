@@ -9,7 +9,11 @@ variant runs the same invocation against the same nginx on loopback:
 - ``one-file, $TMPDIR on disk``: the launcher unpacks into a directory on persistent storage;
 - ``one-file, $TMPDIR on tmpfs``: the same into a tmpfs mounted for the run (as on a device
   whose /tmp is RAM);
-- ``one-dir``: the bundle's launcher.
+- ``one-dir``: the bundle's launcher;
+- two references, not shipped forms and judged by no goal (with ``--floor``): bench/floor.py
+  frozen as the bundle is (bench/floor.spec), doing the baseline's request with ``ssl``
+  alone, and the same after ``import urllib3``. They are the floors: what a frozen Python
+  pays before any client code runs, so the team can see which goals this stack can meet.
 
 Wall times are medians over ``--runs`` rounds (at least 15), after warm-up runs. In each
 round every variant runs once, in an order that rotates from round to round, so slow
@@ -42,6 +46,10 @@ GOAL_ONEFILE_BYTES = 12_000_000
 GOAL_ONEFILE_RATIO = 3.0
 GOAL_ONEDIR_RATIO = 2.0
 GOAL_RSS_KIB = 40 * 1024
+FLOOR = "reference: frozen Python + ssl, one raw request"
+FLOOR_URLLIB3 = "reference: the same + import urllib3"
+ONEFILE_TMPFS = "one-file, TMPDIR on tmpfs"
+ONEDIR = "one-dir bundle"
 
 
 @dataclass
@@ -52,6 +60,7 @@ class Variant:
     argv_for: dict[str, list[str]]
     env: dict[str, str]
     frozen: bool = False
+    reference: bool = False  # a floor to compare with, not a shipped form: no goal applies
     runs: dict[str, list[measure.Run]] = field(default_factory=dict)
     ratios: dict[str, list[float]] = field(default_factory=dict)
     rss_kib: dict[str, int] = field(default_factory=dict)
@@ -86,8 +95,22 @@ def _tmpfs(mount_point: Path) -> Iterator[Path | None]:
             subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
+def _floor_argv(floor: Path, flags: list[str], world: server.World, path: str) -> list[str]:
+    """The floor takes bench/baseline.sh's arguments."""
+    return [
+        *(str(floor), *flags, world.urls[path]),
+        *(str(world.ca_file), str(world.combined_file), server.CLIENT_ID),
+    ]
+
+
 def _variants(
-    world: server.World, work: Path, binary: Path, bundle: Path, tmpfs: Path | None
+    world: server.World,
+    work: Path,
+    binary: Path,
+    bundle: Path,
+    tmpfs: Path | None,
+    *,
+    floor: Path | None,
 ) -> list[Variant]:
     environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"}
     baseline = shutil.which("sh") or "/bin/sh"
@@ -129,7 +152,7 @@ def _variants(
     if tmpfs is not None:
         variants.append(
             Variant(
-                "one-file, TMPDIR on tmpfs",
+                ONEFILE_TMPFS,
                 {path: _client_argv([str(binary)], world, path) for path in server.PATHS},
                 {**environment, "TMPDIR": str(tmpfs)},
                 frozen=True,
@@ -137,12 +160,24 @@ def _variants(
         )
     variants.append(
         Variant(
-            "one-dir bundle",
+            ONEDIR,
             {path: _client_argv([str(bundle)], world, path) for path in server.PATHS},
             environment,
             frozen=True,
         )
     )
+    if floor is not None:
+        # In the same rotating rounds as the others, so that their ratios compare.
+        for name, flags in ((FLOOR, []), (FLOOR_URLLIB3, ["--import-urllib3"])):
+            variants.append(
+                Variant(
+                    name,
+                    {path: _floor_argv(floor, flags, world, path) for path in server.PATHS},
+                    environment,
+                    frozen=True,
+                    reference=True,
+                )
+            )
     return variants
 
 
@@ -285,10 +320,7 @@ def print_goals(variants: list[Variant], onefile_sizes: dict[str, int]) -> None:
             f"- {verdict(size <= GOAL_ONEFILE_BYTES)}: one-file binary ({arch}) "
             f"{size:,} B, at most {GOAL_ONEFILE_BYTES:,} B"
         )
-    goals = [
-        ("one-file, TMPDIR on tmpfs", GOAL_ONEFILE_RATIO),
-        ("one-dir bundle", GOAL_ONEDIR_RATIO),
-    ]
+    goals = [(ONEFILE_TMPFS, GOAL_ONEFILE_RATIO), (ONEDIR, GOAL_ONEDIR_RATIO)]
     for name, limit in goals:
         variant = by_name.get(name)
         if variant is None:
@@ -301,7 +333,7 @@ def print_goals(variants: list[Variant], onefile_sizes: dict[str, int]) -> None:
                 f"at most {limit:g}x"
             )
     for variant in variants:
-        if not variant.frozen:
+        if not variant.frozen or variant.reference:
             continue
         rss = max(variant.rss_kib.values())
         print(
@@ -309,7 +341,7 @@ def print_goals(variants: list[Variant], onefile_sizes: dict[str, int]) -> None:
             "at most 40 MiB"
         )
     for variant in variants:
-        if variant.name.startswith("baseline") or not variant.io:
+        if variant.name.startswith("baseline") or variant.reference or not variant.io:
             continue
         written = max(io.written_persistent for io in variant.io.values())
         shipped = variant.name != "one-file, TMPDIR on disk"
@@ -320,10 +352,123 @@ def print_goals(variants: list[Variant], onefile_sizes: dict[str, int]) -> None:
         )
 
 
+def _per_round(values: list[float], others: list[float]) -> float:
+    """Median over rounds of one figure minus another's of the same round.
+
+    The same rounds-based measure as the ratios: a slow moment of the machine hits both.
+    """
+    return statistics.median(a - b for a, b in zip(values, others, strict=True))
+
+
+def _walls(variant: Variant, path: str) -> list[float]:
+    return [run.wall_seconds for run in variant.runs[path]]
+
+
+def print_floors(variants: list[Variant], inflate: tuple[int, float]) -> None:
+    """What the references say about the goals, from this run's figures."""
+    by_name = {variant.name: variant for variant in variants}
+    floor, floor_urllib3 = by_name.get(FLOOR), by_name.get(FLOOR_URLLIB3)
+    onedir, onefile = by_name[ONEDIR], by_name.get(ONEFILE_TMPFS)
+    if floor is None or floor_urllib3 is None:
+        return
+    print("\n### What the floors say\n")
+    print(
+        "The references are frozen as the bundle is and timed in the same rounds; "
+        "ratios and differences are medians of per-round figures.\n"
+    )
+    for path in server.PATHS:
+        base_ms = statistics.median(_walls(variants[0], path)) * 1000
+        ratio = {v.name: statistics.median(v.ratios[path]) for v in variants}
+        urllib3_ms = _per_round(_walls(floor_urllib3, path), _walls(floor, path)) * 1000
+        left = GOAL_ONEDIR_RATIO - ratio[FLOOR_URLLIB3]
+        room = (
+            f"{left:.2f}x baseline ({left * base_ms:.1f} ms) left within the goal for the "
+            "client's own work"
+            if left > 0
+            else f"already {-left:.2f}x baseline ({-left * base_ms:.1f} ms) over the goal "
+            "before any client code"
+        )
+        print(
+            f"- {path}: frozen Python + ssl + one request: {ratio[FLOOR]:.2f}x baseline; "
+            f"+ import urllib3: {ratio[FLOOR_URLLIB3]:.2f}x baseline (the one-dir goal is "
+            f"{GOAL_ONEDIR_RATIO:g}x; the bundle: {ratio[ONEDIR]:.2f}x). The import of "
+            f"urllib3 alone: {urllib3_ms:.1f} ms, the baseline: {base_ms:.1f} ms; {room}."
+        )
+        if onefile is None:
+            print(f"- {path}: one-file on tmpfs: not measured (a tmpfs needs root)")
+            continue
+        unpack_ms = _per_round(_walls(onefile, path), _walls(onedir, path)) * 1000
+        unpack_ratio = _per_round(onefile.ratios[path], onedir.ratios[path])
+        lowest = ratio[FLOOR_URLLIB3] + unpack_ratio
+        print(
+            f"- {path}: one-file on tmpfs minus one-dir bundle: {unpack_ms:.1f} ms "
+            f"(mostly unpacking {_megabytes(onefile.io[path].written_ram)} and removing it), "
+            f"alone {unpack_ratio:.2f}x baseline; with the urllib3 floor, a one-file "
+            f"client is at least {lowest:.2f}x baseline (the one-file goal is "
+            f"{GOAL_ONEFILE_RATIO:g}x; the binary: {ratio[ONEFILE_TMPFS]:.2f}x)."
+        )
+    inflated, seconds = inflate
+    path = server.PATHS[0]
+    base_ms = statistics.median(_walls(variants[0], path)) * 1000
+    inflate_ratio = seconds * 1000 / base_ms
+    lowest = statistics.median(floor.ratios[path]) + inflate_ratio
+    print(
+        f"- {path}: zlib alone, in memory, inflating the {_megabytes(inflated)} that the "
+        f"one-file launcher unpacks at every start: {seconds * 1000:.1f} ms, "
+        f"{inflate_ratio:.2f}x baseline; with the frozen Python + ssl floor, a one-file "
+        f"binary of this payload is at least {lowest:.2f}x baseline whatever the client "
+        f"does (the one-file goal is {GOAL_ONEFILE_RATIO:g}x)."
+    )
+
+
+INFLATE_PROBE = """
+import statistics, sys, time, zlib
+from PyInstaller.archive.readers import CArchiveReader
+reader = CArchiveReader(sys.argv[1])
+blobs = []
+with open(sys.argv[1], "rb") as binary:
+    for offset, length, _size, compressed, _kind in reader.toc.values():
+        if compressed:
+            binary.seek(reader._start_offset + offset)
+            blobs.append(binary.read(length))
+times, size = [], 0
+for _ in range(7):
+    started = time.perf_counter()
+    size = sum(len(zlib.decompress(blob)) for blob in blobs)
+    times.append(time.perf_counter() - started)
+print(size, statistics.median(times))
+"""
+
+
+def inflate_floor(binary: Path) -> tuple[int, float]:
+    """Bytes the one-file launcher inflates at every start, and the seconds zlib alone
+    takes for them here (median of 7, in memory, no file written): the part of its start
+    that no change to the client's code can remove."""
+    build_python = REPO / ".cache" / f"build-venv-{_arch_of(binary)}" / "bin" / "python"
+    probe = subprocess.run(
+        [str(build_python), "-c", INFLATE_PROBE, str(binary)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    size, seconds = probe.stdout.split()
+    return int(size), float(seconds)
+
+
+def _arch_of(binary: Path) -> str:
+    info = binary.with_name(binary.name + ".buildinfo").read_text().splitlines()
+    return dict(line.split("=", 1) for line in info if "=" in line)["arch"]
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--binary", type=Path, required=True, help="the one-file binary")
     parser.add_argument("--bundle", type=Path, required=True, help="the one-dir launcher")
+    parser.add_argument(
+        "--floor",
+        type=Path,
+        help="the floor's one-dir launcher (bench/freeze_floor.sh): adds the two references",
+    )
     parser.add_argument("--runs", type=int, default=21, help="timed rounds (at least 15)")
     parser.add_argument("--warm-up", type=int, default=2)
     parser.add_argument(
@@ -336,7 +481,12 @@ def main(argv: list[str]) -> int:
         work = Path(scratch)
         with server.running(work) as world, _tmpfs(work / "tmpfs") as tmpfs:
             variants = _variants(
-                world, work, arguments.binary.resolve(), arguments.bundle.resolve(), tmpfs
+                world,
+                work,
+                arguments.binary.resolve(),
+                arguments.bundle.resolve(),
+                tmpfs,
+                floor=arguments.floor.resolve() if arguments.floor else None,
             )
             print(
                 f"bench: {len(variants)} variants x 2 paths x {arguments.runs} rounds ...",
@@ -346,6 +496,7 @@ def main(argv: list[str]) -> int:
     print_tables(variants, arguments.runs)
     sizes = print_sizes(arguments.sizes_from)
     print_goals(variants, sizes)
+    print_floors(variants, inflate_floor(arguments.binary.resolve()))
     return 0
 
 

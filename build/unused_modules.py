@@ -8,8 +8,8 @@ Two steps (``make trim-report`` runs both):
    ``CARAMEL_EMBEDDED_CMD="python build/unused_modules.py --record LOG"``, so LOG holds
    what every tested path (enrolment, install, 304, errors, --help, --syslog, ...)
    imported.
-2. ``--report LOG WORKDIR`` compares LOG with the graph of a freeze (the Analysis and PYZ
-   tables in PyInstaller's work directory, e.g. build/work/x86_64/onedir/caramel-embedded)
+2. ``--report LOG WORKDIR`` compares LOG with the graph of a freeze (the Analysis table
+   in PyInstaller's work directory, e.g. build/work/x86_64/onedir/caramel-embedded)
    and with the EXCLUDES of build/caramel-embedded.spec. It prints the modules the binary
    still carries that no run imported, largest first (candidates to exclude, after a
    look at why they are in the graph), and fails if the client imported an excluded
@@ -74,7 +74,7 @@ def _toc_entries(toc_file: Path) -> list[tuple[str, str, str]]:
 
 
 def _module_of(entry: tuple[str, str, str]) -> str:
-    """Module name of a PYZ entry or an extension (``python3.11/lib-dynload/_ssl.cpython...``)."""
+    """Module name of a module or an extension (``python3.11/lib-dynload/_ssl.cpython...``)."""
     name, _source, kind = entry
     if kind != "EXTENSION":
         return name
@@ -93,8 +93,12 @@ def report(log: Path, workdir: Path) -> int:
         by_client.update(set(at_end.split()) - set(at_start.split()))
     if not used:
         raise SystemExit(f"{log}: no run recorded")
-    entries = _toc_entries(workdir / "PYZ-00.toc") + [
-        entry for entry in _toc_entries(workdir / "Analysis-00.toc") if entry[2] == "EXTENSION"
+    # The Analysis lists every module and extension whether they end up in a PYZ (one-file)
+    # or as files beside the launcher (the one-dir bundle is built with noarchive).
+    entries = [
+        entry
+        for entry in _toc_entries(workdir / "Analysis-00.toc")
+        if entry[2] in ("PYMODULE", "EXTENSION")
     ]
     unused_bytes: dict[str, int] = defaultdict(int)
     unused_names: dict[str, list[str]] = defaultdict(list)

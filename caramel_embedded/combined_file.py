@@ -20,9 +20,9 @@ import fcntl
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from caramel_embedded.errors import CombinedFileError, LockHeldError
 
@@ -30,8 +30,7 @@ _LOCK_ATTEMPTS = 20
 _MAX_FILE_BYTES = 64 * 1024  # a 4096-bit key, a certificate and a request fit ten times
 
 
-@dataclass(frozen=True)
-class Ownership:
+class Ownership(NamedTuple):
     """Owner, group (-1: leave as is) and permission bits of every file we write."""
 
     mode: int = 0o600

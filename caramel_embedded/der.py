@@ -9,8 +9,8 @@ does not parse exactly raises ``DERError``: the full checks stay with cryptograp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 _SEQUENCE = 0x30
 _SET = 0x31
@@ -30,8 +30,7 @@ class DERError(ValueError):
     """The bytes are not the DER structure we expected."""
 
 
-@dataclass(frozen=True)
-class Attribute:
+class Attribute(NamedTuple):
     """One attribute of a distinguished name: its OID (DER content) and text value."""
 
     oid: bytes
@@ -41,8 +40,7 @@ class Attribute:
 Name = tuple[Attribute, ...]
 
 
-@dataclass(frozen=True)
-class CertificateFacts:
+class CertificateFacts(NamedTuple):
     """What the unchanged path needs to know about a certificate."""
 
     not_before: datetime

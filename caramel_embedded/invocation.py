@@ -8,10 +8,9 @@ the ``errors`` family; the CLI turns both into an exit status and at most one li
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from caramel_embedded import client_id, combined_file, decision, trust
 from caramel_embedded.decision import ExitStatus
@@ -24,8 +23,7 @@ if TYPE_CHECKING:
     from caramel_embedded.transport import CaramelServer
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     status: ExitStatus
     message: str | None = None  # the one line for 69 (rejected, set aside); None: silent
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from caramel_embedded import __version__, client_id
 from caramel_embedded.combined_file import Ownership
@@ -27,8 +26,7 @@ MAX_TIMEOUT = 3600.0
 KEY_SIZES = (2048, 4096)
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """Everything one invocation was asked to do."""
 
     server: ServerAddress | None

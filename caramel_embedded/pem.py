@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 PRIVATE_KEY = "PRIVATE KEY"
 CERTIFICATE = "CERTIFICATE"
@@ -27,8 +27,7 @@ class PEMError(ValueError):
     """The text is not a sequence of well-formed PEM blocks."""
 
 
-@dataclass(frozen=True)
-class PEMBlock:
+class PEMBlock(NamedTuple):
     """One PEM block: its label and its DER bytes."""
 
     label: str

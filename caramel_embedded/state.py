@@ -8,7 +8,7 @@ anything else means the file was damaged, and a damaged file is set aside, never
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from caramel_embedded import der, pem
 
@@ -17,8 +17,7 @@ class CorruptFileError(ValueError):
     """The combined file exists, is not empty, and is not what we write."""
 
 
-@dataclass(frozen=True)
-class LocalState:
+class LocalState(NamedTuple):
     """Key, request and (once issued) certificate, with the file's modification time.
 
     ``file_mtime`` carries the installed certificate's validator between invocations: the

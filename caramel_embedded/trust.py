@@ -8,9 +8,9 @@ package data file ``embedded_ca.pem``; a package without it needs ``--ca-cert``.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from caramel_embedded import der, pem
 from caramel_embedded.errors import CACertificateError, ClockNotSetError
@@ -28,8 +28,7 @@ _SHORT_NAMES = {
 }
 
 
-@dataclass(frozen=True)
-class TrustAnchor:
+class TrustAnchor(NamedTuple):
     """The CA certificate as PEM (for TLS), DER (for checks) and its parsed facts."""
 
     source: str

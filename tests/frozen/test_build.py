@@ -42,6 +42,27 @@ def test_two_builds_of_one_commit_give_the_same_bytes(binary: Binary, tmp_path: 
     assert rebuilt.read_bytes() == binary.path.read_bytes()
 
 
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_two_bundle_builds_of_one_commit_give_the_same_files(
+    binary: Binary, tmp_path: Path
+) -> None:
+    """The one-dir form keeps its modules as .pyc files (noarchive): those, too, must come
+    out byte for byte the same, or a firmware image could not be rebuilt identically."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    for dist in (first, second):
+        built = freeze(
+            *("--arch", binary.arch, "--form", "onedir", "--dist", str(dist)),
+            epoch=binary.info["source_date_epoch"],
+        )
+        assert built.returncode == 0, built.stderr
+    files = _tree(first / "caramel-embedded-dir")
+    assert any(name.endswith(".pyc") for name in files)
+    assert files == _tree(second / "caramel-embedded-dir")
+
+
 def test_the_binary_needs_nothing_but_glibc(binary: Binary) -> None:
     report = elf_report(binary)
     assert report["not_glibc"] == []
