@@ -38,14 +38,17 @@ OTHER_PASSES := tests/arm
 
 all: test
 
+# The end of every *-deps recipe: install the Debian packages it listed in $missing, if any.
+INSTALL_MISSING = if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
 # System packages the tests and the demo need (nginx fronts the real server).
 system-deps:
 	@missing=""; \
 	for p in $(SYSTEM_PACKAGES); do PATH="$$PATH:/usr/sbin:/sbin" command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing system packages:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	$(INSTALL_MISSING)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -80,10 +83,7 @@ build-deps:
 	@missing=""; \
 	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
 	command -v strip >/dev/null 2>&1 || missing="$$missing binutils"; \
-	if [ -n "$$missing" ]; then \
-		echo "installing system packages:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	$(INSTALL_MISSING)
 
 $(TEST_BINARY): $(FREEZE_INPUTS) | build-deps
 	build/freeze.sh --arch $(HOST_ARCH) --form onefile --dist $(TEST_DIST)
@@ -116,10 +116,7 @@ bench-deps:
 	[ -x /usr/bin/time ] || missing="$$missing time"; \
 	command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
 	PATH="$$PATH:/usr/sbin" command -v mksquashfs >/dev/null 2>&1 || missing="$$missing squashfs-tools"; \
-	if [ -n "$$missing" ]; then \
-		echo "installing system packages:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	$(INSTALL_MISSING)
 
 # Figures, not a test: the table and PASS/FAIL per goal (README, "Frozen binary"), and
 # beside them the floors (bench/floor.py: a frozen Python doing the request with ssl alone,

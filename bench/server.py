@@ -45,7 +45,6 @@ class World:
     combined_file: Path
     urls: dict[str, str]
     server_url: dict[str, str]  # SERVER argument of the client, per path
-    request_sha256: str
 
 
 def _free_port() -> int:
@@ -54,8 +53,8 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _device(directory: Path, ca_file: Path) -> tuple[Path, Path, str]:
-    """A combined file with a certificate installed, and that certificate as served."""
+def _device(directory: Path, ca_file: Path) -> tuple[Path, str]:
+    """A combined file with a certificate installed, served at the request's digest."""
     authority = make_authority()
     authority.write(ca_file)
     key_der = pki.new_private_key(2048)
@@ -79,7 +78,7 @@ def _device(directory: Path, ca_file: Path) -> tuple[Path, Path, str]:
     for path in (combined, served):
         os.utime(path, (stamp, stamp))
     server_credentials(authority, directory)
-    return combined, served, parsed.request_sha256
+    return combined, parsed.request_sha256
 
 
 def _nginx_conf(directory: Path, ca_file: Path, ports: dict[str, int]) -> str:
@@ -141,7 +140,7 @@ def _wait_for_ports(ports: dict[str, int], process: subprocess.Popen[bytes]) -> 
 def running(directory: Path) -> Iterator[World]:
     """The world, with nginx up for as long as the block runs."""
     ca_file = directory / "ca.pem"
-    combined, _served, sha = _device(directory, ca_file)
+    combined, sha = _device(directory, ca_file)
     ports = {path: _free_port() for path in PATHS}
     (directory / "nginx-tmp").mkdir()
     conf = directory / "nginx.conf"
@@ -159,7 +158,6 @@ def running(directory: Path) -> Iterator[World]:
             combined_file=combined,
             urls={path: f"https://127.0.0.1:{port}/{sha}" for path, port in ports.items()},
             server_url={path: f"https://127.0.0.1:{port}" for path, port in ports.items()},
-            request_sha256=sha,
         )
     finally:
         process.terminate()

@@ -15,7 +15,7 @@ arm_die() {
 	exit 2
 }
 
-# arch_names ARCH: set DEB_ARCH (Debian's name), QEMU_ARCH (qemu's) and ELF_MACHINE.
+# arch_names ARCH: set DEB_ARCH (Debian's name) and QEMU_ARCH (qemu's).
 # shellcheck disable=SC2034 # read by the scripts that source this file
 arch_names() {
 	case "$1" in
@@ -131,10 +131,6 @@ host_pip_paths() {
 	} | tr '[:blank:]' '\n' | sed -n 's|^file://||; s|/*$||; \|^/|p' | sort -u
 }
 
-# Give ROOT the host's view of the network and package indexes: resolv.conf, hosts, the pip
-# configuration files and the files they name (copied), the directories they name (bound
-# read-only at their own path, as file:// indexes and find-links are, so the copied
-# configuration holds inside). Run before every use of the root.
 ROOT_MOUNTS=""
 
 root_mount() { # root_mount ROOT_PATH MOUNT_ARGS... (records the mount point for root_leave)
@@ -145,7 +141,12 @@ root_mount() { # root_mount ROOT_PATH MOUNT_ARGS... (records the mount point for
 $ROOT_MOUNTS"
 }
 
-root_enter() { # root_enter ROOT [REPO]: mounts and copied configuration
+# root_enter ROOT [REPO]: give ROOT the host's view of the network and package indexes:
+# resolv.conf, hosts, the pip configuration files and the files they name (copied), the
+# directories they name (bound read-only at their own path, as file:// indexes and
+# find-links are, so the copied configuration holds inside); /proc, /dev, and REPO bound at
+# its own path. Run before every use of the root.
+root_enter() {
 	root=$1
 	repo=${2:-}
 	for f in /etc/resolv.conf /etc/hosts; do

@@ -85,9 +85,10 @@ def _module_of(entry: tuple[str, str, str]) -> str:
 def report(log: Path, workdir: Path) -> int:
     from collections import defaultdict
 
+    runs = log.read_text().splitlines()
     used: set[str] = set()
     by_client: set[str] = set()
-    for line in log.read_text().splitlines():
+    for line in runs:
         at_start, _, at_end = line.partition("\t")
         used.update(at_end.split())
         by_client.update(set(at_end.split()) - set(at_start.split()))
@@ -110,7 +111,7 @@ def report(log: Path, workdir: Path) -> int:
         source = Path(entry[1])
         unused_bytes[group] += source.stat().st_size if source.is_file() else 0
         unused_names[group].append(module)
-    print(f"{len(used)} modules imported in {len(log.read_text().splitlines())} runs")
+    print(f"{len(used)} modules imported in {len(runs)} runs")
     print("carried but never imported (source bytes, by top-level name):")
     for group, size in sorted(unused_bytes.items(), key=lambda item: -item[1]):
         print(f"  {size:9,d}  {group}  ({len(unused_names[group])} modules)")

@@ -66,10 +66,15 @@ class Keep(NamedTuple):
 
 
 class Install(NamedTuple):
-    """A new certificate arrived: check it, then install it with this modification time."""
+    """A new certificate arrived: check it, then install it with this modification time.
+
+    ``facts`` are the ones read here to refuse a malformed certificate: the install needs
+    its notBefore and notAfter too, and should not parse it a second time.
+    """
 
     certificate_der: bytes
     last_modified: int | None
+    facts: der.CertificateFacts
 
 
 class _Bare:
@@ -167,16 +172,16 @@ def _after_certificate(state: LocalState, answer: ServerAnswer) -> Action:
     if len(blocks) != 1 or blocks[0].label != pem.CERTIFICATE:
         return Fail("server answered 200 without exactly one PEM certificate")
     certificate_der = blocks[0].der
-    try:
-        der.certificate_facts(certificate_der)
-    except der.DERError as error:
-        return Fail(f"server answered 200 with a malformed certificate: {error}")
     last_modified = parse_http_date(answer.headers.get("last-modified"))
-    if certificate_der == state.certificate_der:
+    if certificate_der == state.certificate_der:  # parsed already, when the file was read
         if last_modified is None or last_modified == state.file_mtime:
             return Keep()
         return Keep(new_validator=last_modified)
-    return Install(certificate_der, last_modified)
+    try:
+        facts = der.certificate_facts(certificate_der)
+    except der.DERError as error:
+        return Fail(f"server answered 200 with a malformed certificate: {error}")
+    return Install(certificate_der, last_modified, facts)
 
 
 def problem_detail(answer: ServerAnswer) -> str:

@@ -189,14 +189,11 @@ def _time(element: _TLV) -> datetime:
         text = ("19" if year >= 50 else "20") + text
     elif not (tag == _GENERALIZED_TIME and len(text) == 15 and text.endswith("Z")):
         raise DERError("bad time")
-    digits = text[:14]
-    if not (digits.isascii() and digits.isdigit()):
+    digits = text[:14]  # non-ASCII bytes were decoded as U+FFFD, which is no digit
+    if not digits.isdigit():
         raise DERError("bad time")
-    year, month, day, hour, minute, second = (
-        int(digits[:4]),
-        *(int(digits[i : i + 2]) for i in range(4, 14, 2)),
-    )
+    month, day, hour, minute, second = (int(digits[i : i + 2]) for i in range(4, 14, 2))
     try:  # sliced by hand: datetime.strptime would import _strptime on every cold start
-        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+        return datetime(int(digits[:4]), month, day, hour, minute, second, tzinfo=UTC)
     except ValueError:
         raise DERError("bad time") from None

@@ -138,7 +138,7 @@ class _Invocation:
         raise ServerAnswerError(action.message)
 
     def _install(self, state: LocalState, action: decision.Install) -> Outcome:
-        from caramel_embedded import der, pki
+        from caramel_embedded import pki
 
         pki.check_issued_certificate(
             action.certificate_der,
@@ -147,7 +147,7 @@ class _Invocation:
             self.identity,
             self.now,
         )
-        facts = der.certificate_facts(action.certificate_der)
+        facts = action.facts  # read once, by the decision
         mtime = decision.last_modified_or_not_before(action.last_modified, facts.not_before)
         content = compose(state.key_der, state.request_der, action.certificate_der)
         self.handle.replace(content, mtime=mtime)

@@ -24,7 +24,7 @@
 # Paths written inside the installed files (the binary, the defaults file, the init
 # script) follow BINDIR, SYSCONFDIR, DATADIR and INITDIR.
 
-ARCH ?= $(shell case "$$(uname -m)" in x86_64|amd64) echo x86_64;; aarch64|arm64) echo aarch64;; armv7*) echo armhf;; *) uname -m;; esac)
+ARCH ?= $(shell build/freeze.sh --host-arch)
 DESTDIR ?=
 PREFIX ?= /usr
 FORM ?= onefile
@@ -125,18 +125,17 @@ firmware-deps:
 	for pair in $(FIRMWARE_PACKAGES); do \
 		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
 	done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing system packages:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	$(INSTALL_MISSING)
 
-# The checks run the host's one-file binary: the test build of the top Makefile when it
-# has one (TEST_BINARY, frozen once and reused), else dist/ARCH/caramel-embedded.
+# The checks run the host's one-file binary and the one-dir bundle beside it: the test
+# builds of the top Makefile when it has them (TEST_BINARY and TEST_BUNDLE, frozen once and
+# reused), else dist/ARCH/caramel-embedded and dist/ARCH/caramel-embedded-dir.
 FIRMWARE_TEST_BINARY ?= $(or $(TEST_BINARY),dist/$(ARCH)/caramel-embedded)
+FIRMWARE_TEST_BUNDLE ?= $(or $(TEST_BUNDLE),dist/$(ARCH)/caramel-embedded-dir/caramel-embedded)
 
-test-firmware: venv firmware-deps $(FIRMWARE_TEST_BINARY)
+test-firmware: venv firmware-deps $(FIRMWARE_TEST_BINARY) $(FIRMWARE_TEST_BUNDLE)
 	CARAMEL_EMBEDDED_BINARY=$(abspath $(FIRMWARE_TEST_BINARY)) $(BIN)/python -m pytest -q tests/firmware
 
-# The package and binary passes of `make test` collect tests/firmware too: their tools
-# come with the other system packages.
+# The binary pass of `make test` runs tests/firmware too: their tools come with the other
+# system packages.
 system-deps: firmware-deps

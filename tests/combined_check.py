@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -27,7 +28,13 @@ class Combined:
 
     @property
     def request_der(self) -> bytes:
+        """The request in one canonical form, to tell whether a run kept or replaced it."""
         return self.request.public_bytes(serialization.Encoding.DER)
+
+
+def temporaries(path: Path) -> list[Path]:
+    """The client's staging files next to ``path``: an interrupted write may leave one."""
+    return sorted(path.parent.glob(f".{path.name}.tmp-*"))
 
 
 def parse_combined(data: bytes) -> Combined:

@@ -102,13 +102,13 @@ def test_request_plan(state: LocalState, present: bool, since: str | None) -> No
         pytest.param(
             INSTALLED,
             answer(200, pem.encode("CERTIFICATE", NEWER)),
-            Install(NEWER, None),
+            Install(NEWER, None, der.certificate_facts(NEWER)),
             id="new-200-installs",
         ),
         pytest.param(
             PENDING,
             answer(200, pem.encode("CERTIFICATE", VALID), last_modified=LAST_MODIFIED),
-            Install(VALID, 1_780_311_600),
+            Install(VALID, 1_780_311_600, der.certificate_facts(VALID)),
             id="200-keeps-last-modified",
         ),
         pytest.param(
@@ -126,7 +126,7 @@ def test_request_plan(state: LocalState, present: bool, since: str | None) -> No
         pytest.param(
             PENDING,
             answer(200, pem.encode("CERTIFICATE", VALID), last_modified="yesterday"),
-            Install(VALID, None),
+            Install(VALID, None, der.certificate_facts(VALID)),
             id="200-ignores-bad-last-modified",
         ),
     ],

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.combined_check import Combined, parse_combined
+from tests.combined_check import Combined, parse_combined, temporaries
 from tests.command import clean_environment, client_command
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
@@ -45,10 +45,6 @@ WINDOW_FACTOR = 1.2
 POST_DELAY = 0.1  # the signer's answer time while enrolling: the file is written before it
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def temporaries(path: Path) -> list[Path]:
-    return sorted(path.parent.glob(f".{path.name}.tmp-*"))
 
 
 def mode_of(path: Path) -> int:
@@ -264,18 +260,25 @@ _IN_CREATE = 0x00000100
 _IN_Q_OVERFLOW = 0x00004000
 
 
+def _checked(result: int, call: str) -> int:
+    """A failed inotify call is an error, not a skip: inotify is part of every Linux this
+    suite runs on, and skipping would quietly drop the only check that holds for every
+    kill moment (a full instance table, say, must show up)."""
+    if result < 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"{call}: {os.strerror(error)}")
+    return result
+
+
 @contextlib.contextmanager
 def watched(directory: Path) -> Iterator[list[tuple[str, int]]]:
     """Record (name, mask) of every create, modify and rename-into in ``directory``."""
     libc = ctypes.CDLL(None, use_errno=True)
-    descriptor = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-    if descriptor < 0:
-        pytest.skip(f"inotify unavailable: {os.strerror(ctypes.get_errno())}")
+    descriptor = _checked(libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC), "inotify_init1")
     events: list[tuple[str, int]] = []
     try:
         mask = _IN_MODIFY | _IN_MOVED_TO | _IN_CREATE
-        if libc.inotify_add_watch(descriptor, os.fsencode(directory), mask) < 0:
-            pytest.skip(f"inotify watch failed: {os.strerror(ctypes.get_errno())}")
+        _checked(libc.inotify_add_watch(descriptor, os.fsencode(directory), mask), "watch")
         yield events
         while True:
             try:

@@ -16,7 +16,7 @@ import sys
 
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
-from tests.test_protocol import installed
+from tests.test_protocol import LAST_MODIFIED, installed
 
 PROBE = """
 import json, sys
@@ -43,9 +43,11 @@ def test_unchanged_200_imports_nothing_heavy(client: Client, signer: FakeCaramel
 
 
 def test_304_imports_nothing_heavy(client: Client, signer: FakeCaramel) -> None:
-    installed(client, signer, last_modified="Tue, 24 Nov 2026 10:00:00 GMT")
+    installed(client, signer, last_modified=LAST_MODIFIED)
     signer.honour_if_modified_since = True
     assert run_probe(client) == {"status": 0, "heavy": []}
+    # The signer answers 304 only to this validator: without it the probe ran the 200 path.
+    assert signer.requests("GET")[-1].headers.get("If-Modified-Since") == LAST_MODIFIED
 
 
 def test_pending_path_imports_nothing_heavy(client: Client, signer: FakeCaramel) -> None:

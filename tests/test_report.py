@@ -12,6 +12,8 @@ from caramel_embedded.report import Reporter
 
 
 class FakeSyslog(types.ModuleType):
+    """Stands in for ``syslog``: the real one would write to the host's log, unseen."""
+
     LOG_PID = 1
     LOG_DAEMON = 24
     LOG_INFO = 6

@@ -15,12 +15,11 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from werkzeug import Request, Response
 
-from tests.combined_check import parse_combined
+from tests.combined_check import parse_combined, temporaries
 from tests.command import clean_environment, client_command
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
@@ -31,10 +30,6 @@ ENDS_WITHIN = 10.0  # "at once", generously, on a loaded machine
 GATE_LIMIT = 60.0
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def temporaries(path: Path) -> list[str]:
-    return sorted(p.name for p in path.parent.glob(f".{path.name}.tmp-*"))
 
 
 def start(client: Client, *extra: str) -> subprocess.Popen[str]:

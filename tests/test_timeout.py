@@ -25,6 +25,7 @@ from tests.fake_signer import FakeCaramel
 
 SLACK = 10.0  # seconds beyond the deadline that a loaded machine may need to end the process
 PROCESS_LIMIT = 30.0  # the test's own bound on one invocation
+KEY_ATTEMPTS = 8  # runs until one 4096-bit key outlasts the time left (about half do)
 
 
 def assert_deadline_line(stderr: str, seconds: int) -> None:
@@ -165,19 +166,29 @@ def test_making_a_new_key_is_not_charged_to_the_network_timeout(
 ) -> None:
     """After a rejection the 4096-bit key takes longer than the whole --timeout; that is fine.
 
-    The GET is slowed to 0.3 s of a 0.6 s budget; the key then takes (much) more than the
-    0.3 s left, and the POST answers at once: only talking to the server is charged.
+    The GET is slowed to 0.3 s of a 0.6 s budget and the POST answers at once: only talking
+    to the server is charged. A 4096-bit key takes anywhere from 0.05 s to over a second, and
+    a run whose key came in under the time left proves nothing (it passes if the key is
+    charged too), so the run is repeated, after a new rejection, until the POST arrived more
+    than the whole budget after the GET did.
     """
     assert client.run().returncode == 69
-    signer.reject()
+    arrived: dict[str, float] = {}
 
     def slow_get(request: Request) -> Response | None:
+        arrived[request.method] = time.monotonic()
         if request.method == "GET":
             time.sleep(0.3)
         return None
 
     signer.forced = slow_get
-    returncode, stderr, _ = timed(client, "--key-bits", "4096", "--timeout", "0.6")
-    assert returncode == 69, stderr
-    assert "posted its request, waiting for a signature" in stderr
-    assert len(signer.requests("POST")) == 2
+    for _ in range(KEY_ATTEMPTS):
+        signer.reject(next(reversed(signer.entries)))  # the newest: the one in the file
+        posts_before = len(signer.requests("POST"))
+        returncode, stderr, _ = timed(client, "--key-bits", "4096", "--timeout", "0.6")
+        assert returncode == 69, stderr
+        assert "posted its request, waiting for a signature" in stderr
+        assert len(signer.requests("POST")) == posts_before + 1
+        if arrived["POST"] - arrived["GET"] > 0.6:
+            return
+    pytest.fail(f"in {KEY_ATTEMPTS} runs no 4096-bit key outlasted the 0.3 s left")

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.frozen.conftest import read_buildinfo
+
 REPO = Path(__file__).resolve().parents[2]
 
 # What qemu-user is called for each architecture, and the ELF machine its binaries carry.
@@ -48,13 +50,18 @@ class ArmBuild:
     def onedir(self) -> Path:
         return self.dist / "caramel-embedded-dir"
 
+    def output(self, form: str) -> Path:
+        """The one-file binary or the bundle's directory, by build/freeze.sh's form name."""
+        return self.onefile if form == "onefile" else self.onedir
+
     def buildinfo(self, form: str) -> dict[str, str]:
-        output = self.onefile if form == "onefile" else self.onedir
-        text = output.with_name(output.name + ".buildinfo").read_text()
-        return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+        """The .buildinfo build/freeze-in-root.sh wrote beside that output."""
+        output = self.output(form)
+        return read_buildinfo(output.with_name(output.name + ".buildinfo"))
 
 
 def _required(name: str) -> str:
+    """An environment variable `make test-arm` sets: unset, the run is not the ARM pass."""
     value = os.environ.get(name, "")
     if not value:
         pytest.fail(f"{name} is not set: tests/arm run through `make test-arm`")
@@ -63,6 +70,7 @@ def _required(name: str) -> str:
 
 @pytest.fixture(scope="session")
 def arm_build() -> ArmBuild:
+    """The ARM pass's builds, checked once: a missing piece fails, never skips."""
     arch = _required("CARAMEL_ARM_ARCH")
     if arch not in QEMU_NAME:
         pytest.fail(f"CARAMEL_ARM_ARCH={arch}: expected one of {sorted(QEMU_NAME)}")

@@ -57,6 +57,8 @@ from tests.e2e.server_venv import SERVER_VENV, ensure_server_venv
 
 __all__ = ["AccessRecord", "CaramelStack", "CsrRecord", "HarnessError"]
 
+# The CA's subject as caramel_ca asks for it on stdin, in its prompt order: C, ST, L, O,
+# OU (CN is fixed to "Caramel Signing Certificate"). ST is cut at 20 characters.
 CA_SUBJECT_ANSWERS: tuple[tuple[str, str], ...] = (
     ("C", "SE"),
     ("ST", "Ostergotland"),

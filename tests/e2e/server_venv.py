@@ -49,7 +49,6 @@ SERVER_REQUIREMENTS: tuple[str, ...] = (
     "setuptools==65.5.0",
 )
 
-# The CA's subject as caramel_ca asks for it on stdin, in its prompt order: C, ST, L, O,
 
 # --------------------------------------------------------------------------------------
 # The server's virtualenv

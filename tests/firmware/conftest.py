@@ -3,8 +3,9 @@
 The checks that run caramel-embedded run the real frozen one-file binary, never the
 package: ``CARAMEL_EMBEDDED_BINARY`` names it (``make test-firmware``), or
 ``CARAMEL_EMBEDDED_CMD`` when it is a frozen binary (the binary pass of ``make test``).
-Without one they are skipped, so the package pass of ``make test`` runs only the static
-checks (shellcheck, systemd-analyze, the recipe checks).
+Without one (``make test-unit``, ``make test-e2e``, the bundle pass) they are skipped and
+only the static checks run (shellcheck, systemd-analyze, the recipe checks); the package
+pass of ``make test`` leaves tests/firmware out.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def frozen_binary_path() -> Path | None:
 
 
 def require_tool(name: str) -> str:
+    """The tool's path; a missing one fails with the target that installs it."""
     found = shutil.which(name)
     if found is None:
         pytest.fail(f"{name} is not installed: run `make firmware-deps`")
@@ -59,6 +61,7 @@ def require_tool(name: str) -> str:
 
 @pytest.fixture(scope="session")
 def frozen_binary() -> Path:
+    """The one-file binary; runs that test none (package, unit, bundle) skip these checks."""
     path = frozen_binary_path()
     if path is None:
         pytest.skip(
@@ -70,11 +73,15 @@ def frozen_binary() -> Path:
 
 @pytest.fixture(scope="session")
 def frozen_bundle(frozen_binary: Path) -> Path:
-    """The one-dir bundle's directory: CARAMEL_EMBEDDED_BUNDLE, else beside the binary."""
+    """The one-dir bundle's directory: CARAMEL_EMBEDDED_BUNDLE, else beside the binary.
+
+    The binary pass of `make test` and `make test-firmware` both build the bundle beside
+    the binary, so a missing one is a broken build: it fails, never skips.
+    """
     named = os.environ.get("CARAMEL_EMBEDDED_BUNDLE", "").strip()
     bundle = Path(named) if named else frozen_binary.parent / "caramel-embedded-dir"
     if not _is_elf(bundle / "caramel-embedded"):
-        pytest.skip(f"no one-dir bundle at {bundle} (make test-bundle or make bundle builds it)")
+        pytest.fail(f"no one-dir bundle at {bundle} (make test-bundle or make bundle builds it)")
     return bundle.resolve()
 
 
@@ -96,11 +103,16 @@ def busybox_env(busybox_bin: Path, extra: Mapping[str, str] | None = None) -> di
     return env
 
 
+def make_env() -> dict[str, str]:
+    """Our environment without the make variables of a `make test-*` around us, so that a
+    make the checks run is a top-level one, as in a firmware build."""
+    return {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
+
+
 def make_install(
     destdir: Path | None, dist: Path, *variables: str
 ) -> subprocess.CompletedProcess[str]:
     """`make install` of the repository into DESTDIR (None: none), as a firmware build would."""
-    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
     return subprocess.run(
         [
             "make",
@@ -112,7 +124,7 @@ def make_install(
             f"DIST={dist}",
             *variables,
         ],
-        env=env,
+        env=make_env(),
         capture_output=True,
         text=True,
         check=False,
@@ -151,6 +163,8 @@ class Device:
 
 
 def configure(defaults: Path, values: Mapping[str, str]) -> None:
+    """Set each NAME=value in a defaults file: in place of its line (commented out or not),
+    else appended, so the installed file's layout and comments stay."""
     pending = dict(values)
     lines = []
     for line in defaults.read_text().splitlines():

@@ -108,7 +108,7 @@ YOCTO_CLASSES = frozenset({"externalsrc", "systemd", "update-rc.d"})
 YOCTO_TASK_FLAGS = frozenset({"noexec", "file-checksums"})
 # Shell functions BitBake gives a task.
 YOCTO_SHELL_FUNCTIONS = frozenset({"oe_runmake"})
-# What each QA check skipped must be explained by: a comment line naming it.
+# The recipe's own variables (outside BitBake's and OE-Core's names).
 LOCAL_PREFIX = "CARAMEL_EMBEDDED_"
 
 # Buildroot's own make variables and functions that the package .mk uses.
@@ -146,8 +146,6 @@ BUILDROOT_PACKAGE_VARIABLES = frozenset(
         "BUILD_CMDS",
     }
 )
-# The tree's architecture names (build/freeze.sh, dist/ARCH).
-TREE_ARCHES = frozenset({"x86_64", "aarch64", "armhf"})
 
 
 def version() -> str:
@@ -391,12 +389,13 @@ def yocto_problems() -> list[str]:
         for name in sorted(parsed.references() - defined):
             problems.append(f"{where}: ${{{name}}} is used but never defined")
         for a in parsed.assignments:
-            local = a.name.startswith(LOCAL_PREFIX) or a.name.endswith("_caramel-embedded")
+            # NAME_caramel-embedded (the old override syntax) must override a known NAME.
             base = a.name.removesuffix("_caramel-embedded")
-            if not local and a.name not in YOCTO_STANDARD and base not in YOCTO_STANDARD:
+            if base != a.name:
+                if base not in YOCTO_STANDARD:
+                    problems.append(f"{where}:{a.line}: {a.name}: {base} is not known")
+            elif not a.name.startswith(LOCAL_PREFIX) and a.name not in YOCTO_STANDARD:
                 problems.append(f"{where}:{a.line}: {a.name} is not a variable BitBake knows")
-            if a.name.removesuffix("_caramel-embedded") != a.name and base not in YOCTO_STANDARD:
-                problems.append(f"{where}:{a.line}: {a.name}")
             if a.flag is not None and a.flag not in YOCTO_TASK_FLAGS:
                 problems.append(f"{where}:{a.line}: unknown flag [{a.flag}]")
         for function, body in parsed.shell_functions.items():

@@ -31,6 +31,8 @@ OWNER = "nobody:nogroup"
 
 
 class Device:
+    """The binary run directly, as the service runs it, against the fake server."""
+
     def __init__(
         self, binary: Path, signer: fake_signer.FakeCaramel, ca_file: Path, tmp_path: Path
     ) -> None:
@@ -120,6 +122,7 @@ PR_MDWE_REFUSE_EXEC_GAIN = 1
 
 
 def deny_write_execute() -> None:
+    """In the child before exec: no mapping may become writable and executable."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_MDWE)")
@@ -127,8 +130,10 @@ def deny_write_execute() -> None:
 
 def test_lifecycle_with_memory_deny_write_execute(device: Device) -> None:
     assert units.value(SERVICE, "Service", "MemoryDenyWriteExecute") == "yes"
-    probe = subprocess.run(["true"], preexec_fn=deny_write_execute, check=False)
-    if probe.returncode != 0:
+    # A preexec_fn that raises makes subprocess raise, not return a status.
+    try:
+        subprocess.run(["true"], preexec_fn=deny_write_execute, check=True)
+    except subprocess.SubprocessError:
         pytest.skip("this kernel has no PR_SET_MDWE (Linux 6.3 or later)")
     first = device.run(preexec=deny_write_execute)
     assert first.returncode == 69, first.stderr

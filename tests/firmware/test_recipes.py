@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 import subprocess
@@ -12,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.firmware import recipe_check
-from tests.firmware.conftest import FIRMWARE, REPO
+from tests.firmware.conftest import FIRMWARE, REPO, make_env
+from tests.frozen.conftest import elf_report
 
 README = FIRMWARE / "README.md"
 GLIBC_FLOORS = {"x86_64": "2.35", "aarch64": "2.36", "armhf": "2.36"}
@@ -162,16 +161,12 @@ def installed(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir()}
 
 
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
-
-
 def test_yocto_do_install(frozen_binary: Path, tmp_path: Path) -> None:
     tree = tree_with(tmp_path, frozen_binary, "x86_64")
     image = tmp_path / "image"
     script = recipe_check.yocto_install_script(image, "x86_64", tree)
     result = subprocess.run(
-        ["sh", "-c", script], capture_output=True, text=True, check=False, env=clean_env()
+        ["sh", "-c", script], capture_output=True, text=True, check=False, env=make_env()
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert installed(image) == {
@@ -242,7 +237,7 @@ def buildroot_install(
         capture_output=True,
         text=True,
         check=False,
-        env=clean_env(),
+        env=make_env(),
         timeout=120,
     )
 
@@ -314,26 +309,12 @@ def test_glibc_floors_agree() -> None:
     assert "glibc 2.35 or later (x86_64), 2.36 or later (aarch64,\n\t  armhf)" in config
 
 
-def measured_floor(binary: Path) -> str | None:
-    python = REPO / ".cache" / f"build-venv-{'x86_64'}" / "bin" / "python"
-    if not python.exists():
-        return None
-    result = subprocess.run(
-        [str(python), str(REPO / "build" / "elf_report.py"), "--json", str(binary)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        return None
-    return str(json.loads(result.stdout)["glibc_floor"]).removeprefix("GLIBC_")
-
-
 def test_glibc_floor_is_the_binarys(frozen_binary: Path) -> None:
     """The floor stated for this machine's architecture is the one measured on its binary.
 
     The ARM floors are checked against the ARM binaries in the ARM pass (tests/arm).
     """
-    floor = measured_floor(frozen_binary)
-    assert floor is not None, "build/elf_report.py needs the build venv (make binary makes it)"
-    assert floor == GLIBC_FLOORS["x86_64"]
+    python = REPO / ".cache" / "build-venv-x86_64" / "bin" / "python"
+    assert python.exists(), "build/elf_report.py needs the build venv (make binary makes it)"
+    report = elf_report(python, frozen_binary)
+    assert str(report["glibc_floor"]).removeprefix("GLIBC_") == GLIBC_FLOORS["x86_64"]

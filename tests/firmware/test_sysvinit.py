@@ -42,6 +42,7 @@ def start_run(device: Device, busybox_bin: Path) -> subprocess.Popen[str]:
 
 
 def run_dirs(device: Device) -> list[Path]:
+    """The per-run unpack directories the init script makes under CARAMEL_RUNTIME_TMPDIR."""
     return sorted(device.runtime_tmpdir.glob("run.*"))
 
 
@@ -57,6 +58,7 @@ def wait_for_unpacked(device: Device, timeout: float = 20) -> Path:
 
 
 def children(pid: int) -> list[int]:
+    """The pids whose parent is pid, from /proc/*/stat (the script's launcher, its client)."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -69,11 +71,13 @@ def children(pid: int) -> list[int]:
 
 
 def wait_gone(pid: int, timeout: float = 30) -> None:
+    """Until pid has exited: gone, or a zombie (an orphan nobody reaps in a container)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not Path(f"/proc/{pid}").exists():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
+        except FileNotFoundError:  # reaped, possibly between two looks
             return
-        stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
             return
         time.sleep(0.05)

@@ -10,6 +10,7 @@ import pytest
 
 from tests.firmware import units
 from tests.firmware.conftest import FIRMWARE
+from tests.firmware.test_shell import shellcheck
 
 SERVICE = FIRMWARE / "systemd" / "caramel-embedded.service"
 TIMER = FIRMWARE / "systemd" / "caramel-embedded.timer"
@@ -21,6 +22,7 @@ EXPOSURE_CEILING = 25
 
 
 def unit_root(tmp_path: Path, service: str | None = None, timer: str | None = None) -> Path:
+    """A --root= for systemd-analyze with the units (or altered texts of them) in place."""
     return units.make_root(
         tmp_path / "root",
         {
@@ -126,6 +128,7 @@ def test_drop_in_verifies_on_a_service_that_needs_the_certificate(tmp_path: Path
 
 
 def drop_in_shell_code() -> str:
+    """The sh -c code of the drop-in's ExecStartPre, which has to be free of $ (systemd)."""
     command = units.value(DROP_IN.read_text(), "Service", "ExecStartPre")
     words = shlex.split(command.lstrip("+"))
     assert words[:2] == ["/bin/sh", "-c"], words
@@ -134,8 +137,6 @@ def drop_in_shell_code() -> str:
 
 
 def test_drop_in_shell_code_is_clean(tmp_path: Path) -> None:
-    from tests.firmware.test_shell import shellcheck
-
     script = tmp_path / "exec-start-pre.sh"
     # The files it sources are on the device, not here (test_install runs the code).
     script.write_text("#!/bin/sh\n# shellcheck disable=SC1091\n" + drop_in_shell_code() + "\n")

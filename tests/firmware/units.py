@@ -37,10 +37,12 @@ def settings(text: str) -> list[tuple[str, str, str]]:
 
 
 def values(text: str, section: str, key: str) -> list[str]:
+    """Every value of [section] key=, in order."""
     return [v for s, k, v in settings(text) if s == section and k == key]
 
 
 def value(text: str, section: str, key: str) -> str:
+    """The one value of [section] key=; set twice or not at all is a failure."""
     found = values(text, section, key)
     assert len(found) == 1, f"[{section}] {key}= set {len(found)} times"
     return found[0]
@@ -100,14 +102,14 @@ def verify(root: Path, *units: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def assert_verifies(root: Path, *units: str) -> str:
+def assert_verifies(root: Path, *units: str) -> None:
+    """verify() must pass and say nothing: systemd reports most mistakes as warnings."""
     result = verify(root, *units)
     report = (
         f"systemd-analyze verify {' '.join(units)}: status {result.returncode}\n{result.stdout}"
     )
     assert result.returncode == 0, report
     assert result.stdout == "", report
-    return result.stdout
 
 
 def security(root: Path, unit: str, threshold: int) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,9 @@ says how to run them: a missing binary is a broken build, never a reason to skip
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ class Binary:
 
     @property
     def arch(self) -> str:
+        """The architecture it was frozen for, as build/freeze.sh names it."""
         return self.info["arch"]
 
     @property
@@ -40,8 +43,39 @@ class Binary:
 
 
 def read_buildinfo(path: Path) -> dict[str, str]:
+    """The NAME=value lines build/freeze.sh writes beside each output (arch, form, epoch)."""
     lines = path.read_text().splitlines()
     return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
+def elf_report(build_python: Path, target: Path) -> dict[str, object]:
+    """build/elf_report.py --json on a one-file binary or a bundle, for every architecture.
+
+    It needs a Python with PyInstaller (the build venv) to read the one-file archive. Exit
+    status 1 only says that something beyond glibc is needed: the report shows what, and the
+    tests assert on it, so only other statuses fail here.
+    """
+    result = subprocess.run(
+        [str(build_python), str(ELF_REPORT), "--json", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode in (0, 1), result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def assert_readme_states_glibc_floor(arch: str, floor: str, measured_from: Path) -> None:
+    """README.md's table row for arch must say 'glibc FLOOR', the floor measured from the
+    bytes: the document cannot drift from the build (host and ARM alike)."""
+    readme = (REPO / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if re.match(rf"\|\s*{arch}\s*\|", line)]
+    assert rows, f"README.md has no table row for {arch}"
+    assert any(re.search(rf"\bglibc {re.escape(floor)}\b", row) for row in rows), (
+        f"README.md must say 'glibc {floor}' for {arch} (measured from {measured_from}): "
+        + " / ".join(rows)
+    )
 
 
 def freeze(*arguments: str, epoch: str) -> subprocess.CompletedProcess[str]:
@@ -58,6 +92,7 @@ def freeze(*arguments: str, epoch: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="session")
 def binary() -> Binary:
+    """The one-file binary of this run; anything else fails: these tests never skip."""
     command = client_command()
     if not os.environ.get(ENV_VAR) or len(command) != 1:
         pytest.fail(
