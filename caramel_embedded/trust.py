@@ -75,7 +75,7 @@ def load(path: Path | None) -> TrustAnchor:
 
 
 def parse(data: bytes, source: str) -> TrustAnchor:
-    """Exactly one PEM certificate whose structure we can read."""
+    """Exactly one PEM certificate whose structure we can read, and a CA's."""
     if len(data) > _MAX_CA_BYTES:
         raise CACertificateError(f"{source}: too large to be a CA certificate")
     try:
@@ -86,8 +86,14 @@ def parse(data: bytes, source: str) -> TrustAnchor:
         raise CACertificateError(f"{source}: not one PEM certificate")
     try:
         facts = der.certificate_facts(blocks[0].der)
+        is_ca = der.is_ca_certificate(blocks[0].der)
     except der.DERError as error:
         raise CACertificateError(f"{source}: not a readable certificate ({error})") from None
+    if not is_ca:
+        raise CACertificateError(
+            f"{source}: not a CA certificate (basicConstraints CA:TRUE is required; "
+            f"{format_name(facts.subject)} is a leaf, such as a server's or a device's)"
+        )
     return TrustAnchor(source, blocks[0].encode(), blocks[0].der, facts)
 
 

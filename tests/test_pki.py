@@ -50,6 +50,15 @@ def test_request_pem_is_what_openssl_writes(key_der: bytes, tmp_path: Path) -> N
     assert verified.returncode == 0, verified.stderr
 
 
+def test_the_same_key_and_subject_give_the_same_request_bytes(key_der: bytes) -> None:
+    """A run killed between posting a new request and writing it loses nothing: the next
+    run makes the same bytes (an RSA PKCS#1 v1.5 signature is deterministic), so the same
+    URL, and the server calls its post a duplicate."""
+    first = pki.new_request(key_der, CA_DER, "dev-7")
+    assert pki.new_request(key_der, CA_DER, "dev-7") == first
+    assert pki.new_request(key_der, CA_DER, "dev-8") != first
+
+
 def test_request_subject_is_cas_with_cn_replaced_in_order(key_der: bytes) -> None:
     request = x509.load_der_x509_csr(pki.new_request(key_der, CA_DER, "dev-7"))
     expected = [(oid, "dev-7" if oid == NameOID.COMMON_NAME else v) for oid, v in FLEET_SUBJECT]
