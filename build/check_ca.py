@@ -19,7 +19,8 @@ from pathlib import Path
 
 
 def check(ca_path: Path, output: Path) -> str:
-    """The fingerprint of the CA at ``ca_path``, after writing its canonical PEM to output."""
+    """The fingerprints of the CA(s) at ``ca_path`` (comma-separated for a bundle), after
+    writing their canonical PEM to output."""
     from caramel_embedded import trust
     from caramel_embedded.errors import CACertificateError
 
@@ -27,8 +28,11 @@ def check(ca_path: Path, output: Path) -> str:
         anchor = trust.load(ca_path)
     except CACertificateError as error:
         raise SystemExit(f"check_ca.py: {error}") from None
-    if datetime.now(UTC) >= anchor.facts.not_after:
-        raise SystemExit(f"check_ca.py: {ca_path}: expired on {anchor.facts.not_after:%Y-%m-%d}")
+    for ca in anchor.certificates:  # a bundle: each, since an image lives for years
+        if datetime.now(UTC) >= ca.facts.not_after:
+            raise SystemExit(
+                f"check_ca.py: {ca_path}: {ca.subject_text} expired on {ca.facts.not_after:%Y-%m-%d}"
+            )
     output.write_bytes(anchor.pem)
     return anchor.sha256_fingerprint
 

@@ -147,7 +147,7 @@ class _Invocation:
 
         pki.check_issued_certificate(
             action.certificate_der,
-            self.anchor.certificate_der,
+            [ca.certificate_der for ca in self.anchor.certificates],
             state.key_der,
             self.identity,
             self.now,

@@ -87,7 +87,17 @@ def _issue(key_der: bytes, **overrides: object) -> bytes:
 
 
 def test_a_good_certificate_passes(key_der: bytes) -> None:
-    pki.check_issued_certificate(_issue(key_der), CA_DER, key_der, "dev-7", NOW)
+    pki.check_issued_certificate(_issue(key_der), [CA_DER], key_der, "dev-7", NOW)
+
+
+def test_any_ca_of_a_bundle_may_have_signed_it(key_der: bytes) -> None:
+    """A rollover: the device names the old CA first, the server signs with the new one."""
+    new_ca = make_authority(key_slot=5)
+    new_der = new_ca.certificate.public_bytes(serialization.Encoding.DER)
+    issued = _issue(key_der, authority=new_ca)
+    pki.check_issued_certificate(issued, [CA_DER, new_der], key_der, "dev-7", NOW)
+    with pytest.raises(CertificateCheckError, match="not signed by the CA"):
+        pki.check_issued_certificate(issued, [CA_DER], key_der, "dev-7", NOW)
 
 
 @pytest.mark.parametrize(
@@ -110,4 +120,4 @@ def test_certificates_we_must_not_install(
     key_der: bytes, overrides: dict[str, object], reason: str
 ) -> None:
     with pytest.raises(CertificateCheckError, match=reason):
-        pki.check_issued_certificate(_issue(key_der, **overrides), CA_DER, key_der, "dev-7", NOW)
+        pki.check_issued_certificate(_issue(key_der, **overrides), [CA_DER], key_der, "dev-7", NOW)
