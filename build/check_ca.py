@@ -30,9 +30,8 @@ def check(ca_path: Path, output: Path) -> str:
         raise SystemExit(f"check_ca.py: {error}") from None
     for ca in anchor.certificates:  # a bundle: each, since an image lives for years
         if datetime.now(UTC) >= ca.facts.not_after:
-            raise SystemExit(
-                f"check_ca.py: {ca_path}: {ca.subject_text} expired on {ca.facts.not_after:%Y-%m-%d}"
-            )
+            ended = f"{ca.facts.not_after:%Y-%m-%d}"
+            raise SystemExit(f"check_ca.py: {ca_path}: {ca.subject_text} expired on {ended}")
     output.write_bytes(anchor.pem)
     return anchor.sha256_fingerprint
 
