@@ -45,18 +45,31 @@ def _main(argv: Sequence[str]) -> int:
 
     reporter = Reporter()
     try:
-        from caramel_embedded import invocation, options
+        from caramel_embedded import client_id, invocation, options
 
         settings = options.parse(argv)
         reporter = Reporter(settings.verbose, settings.syslog)
         if settings.show_version:
             return _print(options.version_text())
+        identity = client_id.resolve(
+            settings.client_id, settings.client_id_from, settings.identity_root
+        )
         if settings.print_client_id:
-            return _print(invocation.resolve_client_id(settings))
-        outcome = invocation.run(settings, reporter)
+            return _print(identity)
+        assert settings.server is not None  # options.parse demands it unless printing
+        job = invocation.Job(
+            server=settings.server,
+            client_id=identity,
+            file=settings.file,
+            ca_cert=settings.ca_cert,
+            ownership=settings.ownership,
+            key_bits=settings.key_bits,
+            timeout=settings.timeout,
+        )
+        result = invocation.run(job, reporter.progress)
     except LockHeldError as error:
         reporter.notice(str(error))
-        return 1
+        return EXIT_LOCKED
     except CaramelError as error:
         reporter.error(str(error))
         return _ERROR
@@ -65,9 +78,19 @@ def _main(argv: Sequence[str]) -> int:
     except BaseException as error:
         reporter.error(f"internal error: {type(error).__name__}: {error}")
         return _ERROR
-    if outcome.message:
-        reporter.notice(outcome.message)
-    return int(outcome.status)
+    if result.message:
+        reporter.notice(result.message)
+    return exit_status(result.outcome.value)
+
+
+# Only the command knows exit numbers; the core names its outcomes (``decision.Outcome``).
+_EXIT_STATUS = {"installed": 0, "current": 0, "posted": 69, "pending": 69, "reposted": 69}
+EXIT_LOCKED = 1
+
+
+def exit_status(outcome: str) -> int:
+    """The exit status of an outcome, by its name: 0 held, 69 waiting for a signature."""
+    return _EXIT_STATUS[outcome]
 
 
 def _print(text: str) -> int:

@@ -6,9 +6,18 @@ what to do. The CLI prints ``caramel-embedded: <message>`` and nothing else.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CaramelError(Exception):
-    """Base of every error the client reports; ends the invocation with 127."""
+    """Base of every error the client reports; ends the invocation with 127.
+
+    ``credentials``: set by the library when the failed call made a new key and kept it
+    with its request before posting (the post may have reached the server): the caller
+    keeps these instead of what it passed in. None otherwise.
+    """
+
+    credentials: Any = None
 
 
 class UsageError(CaramelError):
@@ -29,6 +38,10 @@ class ClockNotSetError(CaramelError):
 
 class CombinedFileError(CaramelError):
     """The combined key + certificate file cannot be used (a directory, a symlink, I/O)."""
+
+
+class UnusableKeyError(CaramelError):
+    """The held key, or the key and certificate together, cannot be used (a damaged file)."""
 
 
 class LockHeldError(CaramelError):

@@ -12,11 +12,11 @@ timer so that a server trickling one byte a second cannot stretch an invocation.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import ssl
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -25,9 +25,9 @@ from urllib3 import exceptions as urllib3_errors
 
 from caramel_embedded import __version__
 from caramel_embedded.decision import RequestPlan, ServerAnswer
-from caramel_embedded.errors import NetworkError
+from caramel_embedded.errors import NetworkError, UnusableKeyError
 from caramel_embedded.server_address import ServerAddress
-from caramel_embedded.state import CorruptFileError
+from caramel_embedded.state import LocalState, compose
 from caramel_embedded.trust import TrustAnchor
 
 if TYPE_CHECKING:
@@ -88,13 +88,30 @@ def user_agent(client_id: str) -> str:
     return f"caramel-embedded/{__version__} (client-id={client_id})"
 
 
-def tls_context(anchor: TrustAnchor, client_certificate_file: Path | None) -> ssl.SSLContext:
-    """Verify against the CA only; optionally present the combined file's key and cert."""
+def tls_context(anchor: TrustAnchor, client: LocalState | None) -> ssl.SSLContext:
+    """Verify against the CA(s) only; optionally present the held key and certificate.
+
+    ``ssl`` loads a client certificate only from a file: it is handed one that lives in
+    memory (``memfd_create``), so nothing is written anywhere and the combined file is not
+    read a second time. A key and certificate that do not load together are the held
+    state's fault, not the network's: ``UnusableKeyError``.
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_verify_locations(cadata=anchor.pem.decode("ascii"))
-    if client_certificate_file is not None:
-        context.load_cert_chain(str(client_certificate_file))
+    if client is not None and client.certificate_der is not None:
+        descriptor = os.memfd_create("caramel-client-certificate", os.MFD_CLOEXEC)
+        try:
+            os.write(
+                descriptor, compose(client.key_der, client.request_der, client.certificate_der)
+            )
+            context.load_cert_chain(f"/proc/self/fd/{descriptor}")
+        except ssl.SSLError as error:
+            raise UnusableKeyError(
+                f"the key and certificate do not load together ({error.reason or error})"
+            ) from None
+        finally:
+            os.close(descriptor)
     return context
 
 
@@ -116,33 +133,25 @@ class CaramelServer:
         self._headers = {"User-Agent": user_agent(client_id)}
         self._pool: urllib3.HTTPSConnectionPool | None = None
 
-    def get_certificate(self, plan: RequestPlan, combined_file: Path) -> ServerAnswer:
+    def get_certificate(self, plan: RequestPlan, state: LocalState) -> ServerAnswer:
         """``GET /<sha256>``, with our certificate while valid, else (or if refused) without."""
         headers = dict(self._headers)
         if plan.if_modified_since is not None:
             headers["If-Modified-Since"] = plan.if_modified_since
         path = self.address.path(plan.request_sha256)
         if plan.present_client_certificate:
+            self._pool = self._new_pool(state)
             try:
-                self._pool = self._new_pool(combined_file)
-            except ssl.SSLError as error:
-                raise CorruptFileError(
-                    f"its key and certificate do not load together ({error.reason or error})"
-                ) from None
+                answer = self._request("GET", path, headers, refusal_possible=True)
+            except _HandshakeRefused as refusal:
+                self._progress(
+                    f"server refused our client certificate ({refusal}); again without it"
+                )
             else:
-                try:
-                    answer = self._request("GET", path, headers, refusal_possible=True)
-                except _HandshakeRefused as refusal:
-                    self._progress(
-                        f"server refused our client certificate ({refusal}); again without it"
-                    )
-                else:
-                    if answer.status != 400:
-                        return answer
-                    self._progress(
-                        "server answered 400 to our client certificate; again without it"
-                    )
-                self._pool.close()
+                if answer.status != 400:
+                    return answer
+                self._progress("server answered 400 to our client certificate; again without it")
+            self._pool.close()
         self._pool = self._new_pool(None)
         return self._request("GET", path, headers)
 
@@ -157,11 +166,11 @@ class CaramelServer:
         if self._pool is not None:
             self._pool.close()
 
-    def _new_pool(self, client_certificate_file: Path | None) -> urllib3.HTTPSConnectionPool:
+    def _new_pool(self, client: LocalState | None) -> urllib3.HTTPSConnectionPool:
         return urllib3.HTTPSConnectionPool(
             self.address.host,
             self.address.port,
-            ssl_context=tls_context(self._anchor, client_certificate_file),
+            ssl_context=tls_context(self._anchor, client),
             maxsize=1,
             retries=False,
         )
