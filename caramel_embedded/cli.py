@@ -2,10 +2,12 @@
 
 This is the one place where errors become exit statuses: ``LockHeldError`` is 1, a request
 waiting for its signature is 69, every other error (ours or unexpected) is 127 with one
-line, never a traceback. TERM, INT and HUP end the invocation at once with 127: the signal
-handler raises, the stack unwinds through the combined file's clean-up, and the file stays
-old or new, complete. Imports happen after the handlers are installed, so a signal during
-start-up is answered the same way.
+line, never a traceback. TERM, INT, HUP, QUIT, USR1, USR2 and ALRM end the invocation at
+once with 127 (their default actions would end it with 128 + the signal's number, or a
+core dump): the signal handler raises, the stack unwinds through the combined file's
+clean-up, and the file stays old or new, complete. The network deadline's own ALRM is told
+apart from a stray one in ``transport``. Imports happen after the handlers are installed,
+so a signal during start-up is answered the same way.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
-_HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_HANDLED_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGALRM,
+)
 _ERROR = 127
 
 

@@ -25,7 +25,7 @@ from urllib3 import exceptions as urllib3_errors
 
 from caramel_embedded import __version__
 from caramel_embedded.decision import RequestPlan, ServerAnswer
-from caramel_embedded.errors import NetworkError
+from caramel_embedded.errors import InterruptedBySignal, NetworkError
 from caramel_embedded.server_address import ServerAddress
 from caramel_embedded.state import CorruptFileError
 from caramel_embedded.trust import TrustAnchor
@@ -67,21 +67,39 @@ class Deadline:
 
     @contextlib.contextmanager
     def enforced(self) -> Iterator[float]:
-        """Run the body with SIGALRM armed for the time that is left, and charge it."""
-        left = self.remaining()
+        """Run the body with SIGALRM armed for the time that is left, and charge it.
 
-        def expire(_signum: int, _frame: FrameType | None) -> None:
-            raise self.expired()
+        An ALRM is ours only once our one-shot timer has run out (the kernel disarms it as
+        it fires); one that arrives while the timer still runs was sent by someone else and
+        is answered like any other interrupting signal, never as a timeout.
+        """
+        left = self.remaining()
+        armed = False
+
+        def expire(signum: int, frame: FrameType | None) -> None:
+            if armed and signal.getitimer(signal.ITIMER_REAL)[0] == 0:
+                raise self.expired()
+            _stray_alarm(previous, signum, frame)
 
         started = self._clock()
         previous = signal.signal(signal.SIGALRM, expire)
         signal.setitimer(signal.ITIMER_REAL, left)
+        armed = True
         try:
             yield left
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
+            if signal.getsignal(signal.SIGALRM) is expire:  # not since ignored by a handler
+                signal.signal(signal.SIGALRM, previous)
             self._spent += self._clock() - started
+
+
+def _stray_alarm(previous: object, signum: int, frame: FrameType | None) -> None:
+    """Someone else's ALRM: what was in place before decides (the CLI's handler ends the run)."""
+    if callable(previous):
+        previous(signum, frame)
+    elif previous != signal.SIG_IGN:
+        raise InterruptedBySignal("ALRM")
 
 
 def user_agent(client_id: str) -> str:
