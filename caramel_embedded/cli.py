@@ -8,16 +8,27 @@ core dump): the signal handler raises, the stack unwinds through the combined fi
 clean-up, and the file stays old or new, complete. The network deadline's own ALRM is told
 apart from a stray one in ``transport``. Imports happen after the handlers are installed,
 so a signal during start-up is answered the same way.
+
+Output that cannot be written never decides the status either: Python exits 120 when its
+own flush of stdout or stderr fails at exit, so the output is flushed here, where a failure
+can still be answered (stdout's text was the product: 127; stderr's were diagnostics: the
+status stays), and a stream that failed is pointed at ``/dev/null`` for that last flush.
 """
 
 from __future__ import annotations
 
+import errno
 import gc
+import io
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
+from typing import TYPE_CHECKING, TextIO, cast
+
+if TYPE_CHECKING:
+    from caramel_embedded.options import Settings
 
 _HANDLED_SIGNALS = (
     signal.SIGTERM,
@@ -41,12 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     gc.disable()
     _install_signal_handlers()
+    _stand_in_for_closed_streams()
     try:
         status = _main(sys.argv[1:] if argv is None else argv)
     except BaseException:  # a signal after _main's own handlers, at the very end
         status = _ERROR
     _exit_at_once_on_late_signals()
-    return status
+    try:
+        return _settle_output(status)
+    except BaseException:
+        return _ERROR
 
 
 def _main(argv: Sequence[str]) -> int:
@@ -57,7 +72,7 @@ def _main(argv: Sequence[str]) -> int:
     try:
         from caramel_embedded import invocation, options
 
-        settings = options.parse(argv)
+        settings = _parse(argv)
         reporter = Reporter(settings.verbose, settings.syslog)
         if settings.show_version:
             return _print(options.version_text())
@@ -80,13 +95,113 @@ def _main(argv: Sequence[str]) -> int:
     return int(outcome.status)
 
 
-def _print(text: str) -> int:
+def _parse(argv: Sequence[str]) -> Settings:
+    """The settings; ``--help`` is printed here, where a failure to print it is seen.
+
+    argparse swallows the errors of its own writes (and prints to stderr if stdout is
+    closed), so it writes into memory, and the text is then written like ``--version``'s.
+    """
+    from caramel_embedded import options
+
+    real_stdout, sys.stdout = sys.stdout, io.StringIO()
     try:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-    except OSError:
-        return _ERROR
+        return options.parse(argv)
+    finally:
+        text, sys.stdout = sys.stdout.getvalue(), real_stdout
+        if text:
+            _write_stdout(text)
+
+
+def _print(text: str) -> int:
+    _write_stdout(text + "\n")
     return 0
+
+
+def _write_stdout(text: str) -> None:
+    from caramel_embedded.errors import OutputError
+
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except (OSError, ValueError) as error:
+        raise OutputError(f"cannot write to stdout: {_why(error)}") from None
+
+
+class _ClosedStream(io.TextIOBase):
+    """Stands in for a standard stream that was closed before the start (Python's None).
+
+    A write to it fails like one to any broken stream (an ``OSError``, not an
+    ``AttributeError`` on None), so a closed stream is one more failure handled as such.
+    """
+
+    lost = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.lost = True
+        raise OSError(errno.EBADF, "closed")
+
+
+def _stand_in_for_closed_streams() -> None:
+    if sys.stdout is None:
+        sys.stdout = cast(TextIO, _ClosedStream())
+    if sys.stderr is None:
+        sys.stderr = cast(TextIO, _ClosedStream())
+
+
+def _settle_output(status: int) -> int:
+    """Flush stdout and stderr now; the status the run earned, or 127 if stdout's is lost.
+
+    Each write to stdout was flushed, and its failure reported, where it was made; this is
+    the last word before the interpreter's own flush at exit, which must find nothing left
+    to fail on.
+    """
+    lost = _flush_or_discard(sys.stdout)
+    if lost is not None and status != _ERROR:
+        from caramel_embedded.report import Reporter
+
+        Reporter().error(f"cannot write to stdout: {lost}")
+        status = _ERROR
+    _flush_or_discard(sys.stderr)
+    return status
+
+
+def _flush_or_discard(stream: TextIO) -> str | None:
+    """Flush ``stream``; if that fails, drop what it holds and say why.
+
+    Its descriptor is pointed at /dev/null and flushed again, so the interpreter's own flush
+    at exit finds nothing to fail on.
+    """
+    if getattr(stream, "lost", False):
+        return "closed"
+    try:
+        stream.flush()
+    except (OSError, ValueError) as error:
+        _point_at_dev_null(stream)
+        return _why(error)
+    return None
+
+
+def _point_at_dev_null(stream: TextIO) -> None:
+    try:
+        dev_null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(dev_null, stream.fileno())
+        finally:
+            os.close(dev_null)
+        stream.flush()
+    except (OSError, ValueError):  # no /dev/null: let nothing flush this stream at exit
+        for name in ("stdout", "stderr"):
+            if getattr(sys, name) is stream:
+                setattr(sys, name, cast(TextIO, _ClosedStream()))
+
+
+def _why(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__
 
 
 def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:

@@ -47,6 +47,10 @@ class CertificateCheckError(CaramelError):
     """The server sent a certificate that we must not install."""
 
 
+class OutputError(CaramelError):
+    """stdout cannot be written: what ``--version`` or ``--print-client-id`` prints is lost."""
+
+
 class InterruptedBySignal(CaramelError):
     """TERM, INT, HUP, QUIT, USR1, USR2 or a stray ALRM: the run ends at once, file old or new."""
 
