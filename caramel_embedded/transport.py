@@ -5,25 +5,29 @@ TLS 1.2 is the floor. The installed certificate is shown as the TLS client certi
 it is valid; a server that refuses the handshake with it (a TLS alert, a dropped
 connection, or nginx's 400 for a certificate it will not take) is asked once more without.
 Redirects are never followed and ``Retry-After`` is never slept on: the caller decides when
-to try again. ``--timeout`` bounds all of it together, enforced by a real-time interval
-timer so that a server trickling one byte a second cannot stretch an invocation.
+to try again. ``--timeout`` bounds all of it together (the name's lookup, every address
+tried, handshake, reads and the POST), enforced by a real-time interval timer so that a
+server trickling one byte a second cannot stretch an invocation. ``reach`` looks the name
+up and picks the address; urllib3 still speaks to the name (SNI, host name check, Host).
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import urllib3
 from urllib3 import exceptions as urllib3_errors
+from urllib3.connection import HTTPSConnection
 
-from caramel_embedded import __version__
+from caramel_embedded import __version__, reach
 from caramel_embedded.decision import RequestPlan, ServerAnswer
 from caramel_embedded.errors import InterruptedBySignal, NetworkError
 from caramel_embedded.server_address import ServerAddress
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
     from urllib3 import BaseHTTPResponse
 
 BODY_LIMIT = 64 * 1024
+_NO_CONNECT_LIMIT = 24 * 3600.0  # without a connect timeout, only the deadline's alarm
 
 
 class DeadlineExpired(NetworkError):
@@ -133,6 +138,7 @@ class CaramelServer:
         self._progress = progress
         self._headers = {"User-Agent": user_agent(client_id)}
         self._pool: urllib3.HTTPSConnectionPool | None = None
+        self._addresses: list[reach.Address] | None = None
 
     def get_certificate(self, plan: RequestPlan, combined_file: Path) -> ServerAnswer:
         """``GET /<sha256>``, with our certificate while valid, else (or if refused) without."""
@@ -176,13 +182,29 @@ class CaramelServer:
             self._pool.close()
 
     def _new_pool(self, client_certificate_file: Path | None) -> urllib3.HTTPSConnectionPool:
-        return urllib3.HTTPSConnectionPool(
+        return _Pool(
             self.address.host,
             self.address.port,
             ssl_context=tls_context(self._anchor, client_certificate_file),
             maxsize=1,
             retries=False,
+            addresses=self._looked_up(),
         )
+
+    def _looked_up(self) -> list[reach.Address]:
+        """The server's addresses: looked up once, and charged to the deadline."""
+        if self._addresses is None:
+            host, seconds = self.address.host, self._deadline.seconds
+            try:
+                with self._deadline.enforced() as left:
+                    self._addresses = reach.resolve(host, self.address.port, left)
+            except (reach.LookupTimeout, DeadlineExpired):
+                raise DeadlineExpired(
+                    f"no answer from the name server for {host} within {seconds:g} s"
+                ) from None
+            except OSError as error:
+                raise NetworkError(f"cannot resolve {host}: {_reason(error)}") from None
+        return self._addresses
 
     def _request(
         self,
@@ -217,6 +239,36 @@ class CaramelServer:
             raise self._deadline.expired() from None
         except (urllib3_errors.HTTPError, OSError) as error:
             raise NetworkError(f"{self.address}: {_reason(error)}") from None
+
+
+class _AddressedConnection(HTTPSConnection):
+    """urllib3's connection to the server's name, over a socket that ``reach`` connected.
+
+    Only the socket is ours: SNI, the host name check and the Host header stay urllib3's,
+    all on the name. urllib3's own connect would look the name up again, in the C library,
+    where the deadline cannot stop it, and give the first address the whole timeout.
+    """
+
+    def __init__(self, *args: Any, addresses: Sequence[reach.Address], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._addresses = addresses
+
+    def _new_conn(self) -> socket.socket:
+        timeout = self.timeout if isinstance(self.timeout, int | float) else _NO_CONNECT_LIMIT
+        try:
+            return reach.connect_first(self._addresses, timeout, self.socket_options or ())
+        except TimeoutError as error:
+            raise urllib3_errors.ConnectTimeoutError(
+                self, f"connection to {self.host} timed out ({timeout:g} s)"
+            ) from error
+        except OSError as error:
+            raise urllib3_errors.NewConnectionError(
+                self, f"Failed to establish a new connection: {error}"
+            ) from error
+
+
+class _Pool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _AddressedConnection
 
 
 def _read_answer(response: BaseHTTPResponse) -> ServerAnswer:
