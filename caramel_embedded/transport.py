@@ -104,7 +104,7 @@ def _stray_alarm(previous: object, signum: int, frame: FrameType | None) -> None
     if callable(previous):
         previous(signum, frame)
     elif previous != signal.SIG_IGN:
-        raise InterruptedBySignal("ALRM")
+        raise InterruptedBySignal("SIGALRM")
 
 
 def user_agent(client_id: str) -> str:
