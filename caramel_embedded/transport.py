@@ -80,6 +80,7 @@ class Deadline:
         """
         left = self.remaining()
         armed = False
+        previous = signal.getsignal(signal.SIGALRM)  # bound before expire can ever run
 
         def expire(signum: int, frame: FrameType | None) -> None:
             if armed and signal.getitimer(signal.ITIMER_REAL)[0] == 0:
@@ -87,7 +88,7 @@ class Deadline:
             _stray_alarm(previous, signum, frame)
 
         started = self._clock()
-        previous = signal.signal(signal.SIGALRM, expire)
+        signal.signal(signal.SIGALRM, expire)
         signal.setitimer(signal.ITIMER_REAL, left)
         armed = True
         try:
