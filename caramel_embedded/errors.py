@@ -60,8 +60,12 @@ class CertificateCheckError(CaramelError):
     """The server sent a certificate that we must not install."""
 
 
+class OutputError(CaramelError):
+    """stdout cannot be written: what ``--version`` or ``--print-client-id`` prints is lost."""
+
+
 class InterruptedBySignal(CaramelError):
-    """TERM, INT or HUP arrived: the invocation ends at once, the file old or new."""
+    """TERM, INT, HUP, QUIT, USR1, USR2 or a stray ALRM: the run ends at once, file old or new."""
 
     def __init__(self, signal_name: str) -> None:
         super().__init__(f"interrupted by {signal_name}")

@@ -59,6 +59,7 @@ class FakeCaramel:
     delay: float = 0.0
     forced: Callable[[Request], Response | None] | None = None
     honour_if_modified_since: bool = False
+    auto_sign: bool = False  # sign every new request at once, as an app's Caramel server may
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- admin ----------------------------------------------------------------------
@@ -152,6 +153,8 @@ class FakeCaramel:
         if sha256 in self.entries:
             return problem(400, "Bad Request", "duplicate request")
         self.entries[sha256] = Entry(body, csr)
+        if self.auto_sign:
+            self.sign(sha256)
         return Response(
             json.dumps({"sha256": sha256, "url": f"https://{request.host}/{sha256}"}),
             202,

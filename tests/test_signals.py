@@ -1,4 +1,8 @@
-"""TERM, INT and HUP end an invocation at once with 127, the combined file old or new.
+"""TERM, INT, HUP, QUIT, USR1, USR2 and a stray ALRM end an invocation at once with 127.
+
+The combined file stays old or new, complete. ALRM is the signal of the client's own network
+deadline (an interval timer): one that someone else sends, long before that deadline, is
+an interruption like the others, never reported as a timeout.
 
 The invocation is caught waiting on the server: a gate in the fake signer holds the request
 until the test has sent the signal, so the signal lands exactly while the client waits for
@@ -24,7 +28,7 @@ from tests.command import clean_environment, client_command
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 
-SIGNALS = ["TERM", "INT", "HUP"]
+SIGNALS = ["TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "ALRM"]
 CLIENT_TIMEOUT = "120"  # the client's own bound: far beyond what the test waits
 ENDS_WITHIN = 10.0  # "at once", generously, on a loaded machine
 GATE_LIMIT = 60.0
@@ -145,8 +149,9 @@ def test_signal_while_posting_a_new_request_leaves_the_new_file_complete(
 # --- making the key ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("name", ["TERM", "USR1", "ALRM"])
 def test_signal_while_generating_a_4096_bit_key_ends_with_127_and_no_partial_file(
-    client: Client, signer: FakeCaramel
+    client: Client, signer: FakeCaramel, name: str
 ) -> None:
     process = start(client, "--key-bits", "4096", "-v")
     lines: list[str] = []
@@ -163,20 +168,20 @@ def test_signal_while_generating_a_4096_bit_key_ends_with_127_and_no_partial_fil
     reader.start()
     assert generating.wait(60), f"no progress line about generating the key: {lines!r}"
     sent = time.monotonic()
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.Signals[f"SIG{name}"])
     try:
         status = process.wait(timeout=60)
     except subprocess.TimeoutExpired:
         process.kill()
-        pytest.fail("SIGTERM did not end the invocation")
+        pytest.fail(f"SIG{name} did not end the invocation")
     took = time.monotonic() - sent
     reader.join(10)
 
     assert status == 127, lines
     # -v prints progress; the outcome is one line naming the signal, the last one.
-    naming = [line for line in lines if re.search(r"\b(SIG)?TERM\b", line)]
+    naming = [line for line in lines if re.search(rf"\b(SIG)?{name}\b", line)]
     assert naming == [lines[-1]], lines
-    assert took < 30, f"SIGTERM during key generation took {took:.1f} s"
+    assert took < 30, f"SIG{name} during key generation took {took:.1f} s"
     if client.file.exists() and client.file.stat().st_size:
         parse_combined(client.file.read_bytes())  # a complete file, never a partial one
     assert temporaries(client.file) == []
