@@ -3,7 +3,9 @@
 The client runs in a private mount namespace (``unshare --mount``) whose ``/etc/hosts``,
 ``/etc/nsswitch.conf`` and ``/etc/resolv.conf`` are the test's files, bind-mounted over the
 real ones for that process alone. Names end in ``.invalid`` and the only name server is a
-UDP socket of the test on a loopback address: no query can leave the machine.
+UDP socket of the test on a loopback address: no query can leave the machine. The name
+server's port is 53 (``resolv.conf`` names no port), so the suite runs as root, as it does
+in CI; without root the mount namespace comes from ``--map-root-user``.
 
 - A name server that reads every query and never answers: the C library would wait its own
   timeouts (here 2 x 30 s) and does not run Python's signal handlers meanwhile; the run must
