@@ -33,15 +33,17 @@ if TYPE_CHECKING:
     from caramel_embedded.options import Settings
     from caramel_embedded.report import Reporter
 
-_HANDLED_SIGNALS = (
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-    signal.SIGALRM,
-)
+_NAMED_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
+# Every other signal whose default action ends the process (128 + its number, or a core
+# dump) and that can be caught without hiding a fault of our own (SEGV, BUS, ILL, FPE and
+# ABRT stay the interpreter's): the SPEC's "no other status, whatever a signal does".
+_OTHER_ENDING_SIGNALS = ("SIGPWR", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGXCPU", "SIGXFSZ",
+                         "SIGSYS", "SIGTRAP", "SIGSTKFLT")  # fmt: skip
+_HANDLED_SIGNALS = tuple(
+    getattr(signal, name)
+    for name in (*_NAMED_SIGNALS, *_OTHER_ENDING_SIGNALS)
+    if hasattr(signal, name)
+) + tuple(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
 _ERROR = 127
 
 
@@ -277,7 +279,11 @@ def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
     # Further signals must not interrupt the clean-up that this one starts.
     for handled in _HANDLED_SIGNALS:
         signal.signal(handled, signal.SIG_IGN)
-    raise InterruptedBySignal(signal.Signals(signum).name)
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:  # a real-time signal past SIGRTMIN has no name of its own
+        name = f"SIGRTMIN+{signum - signal.SIGRTMIN}"
+    raise InterruptedBySignal(name)
 
 
 def _install_signal_handlers() -> None:

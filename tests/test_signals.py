@@ -102,7 +102,11 @@ def hold(signer: FakeCaramel) -> Iterator[dict[str, Gate]]:
 # --- waiting on the server ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", SIGNALS)
+# Beyond the SPEC's list: every other catchable signal whose default would end the run.
+OTHER_ENDING_SIGNALS = ["PWR", "VTALRM", "XCPU", "RTMIN"]
+
+
+@pytest.mark.parametrize("name", SIGNALS + OTHER_ENDING_SIGNALS)
 def test_signal_while_waiting_for_the_answer_ends_with_127_and_keeps_the_pending_file(
     client: Client, signer: FakeCaramel, hold: dict[str, Gate], name: str
 ) -> None:
