@@ -25,6 +25,8 @@ from tests.command import clean_environment, client_command
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 
+pytestmark = pytest.mark.arm
+
 INVOCATIONS = 32
 LOSERS_END_WITHIN = 60.0  # seconds for 31 cold starts on a loaded 2-core machine
 GATE_LIMIT = 90.0  # the gate opens by itself after this, whatever happens

@@ -29,6 +29,8 @@ from caramel_embedded.state import LocalState, ProvisionedKey, compose, parse
 from tests.ca_factory import make_authority, new_key
 from tests.conftest import CLIENT_ID
 
+pytestmark = pytest.mark.in_process
+
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 AUTHORITY = make_authority(key_slot=1, not_before=NOW - dt.timedelta(days=30))
 KEY = new_key(2)

@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
@@ -27,6 +28,8 @@ from tests.command import clean_environment, client_command
 from tests.conftest import CLIENT_ID, Client
 from tests.fake_signer import FakeCaramel
 from tests.test_protocol import assert_error, installed, snapshot
+
+pytestmark = pytest.mark.arm
 
 NEW_ID = "device-0002"
 

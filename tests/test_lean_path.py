@@ -21,6 +21,9 @@ from tests.test_protocol import LAST_MODIFIED, installed
 PROBE = """
 import json, sys
 from caramel_embedded import cli
+import pytest
+
+pytestmark = pytest.mark.in_process
 status = cli.main(sys.argv[1:])
 heavy = sorted(
     m for m in sys.modules

@@ -29,6 +29,8 @@ from tests.ca_factory import Authority, make_authority
 from tests.fake_signer import FakeCaramel, tls_server_context
 from tests.test_failed_run_keeps_file import dead_server
 
+pytestmark = pytest.mark.in_process
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 

@@ -22,6 +22,8 @@ from caramel_embedded.errors import InterruptedBySignal
 from caramel_embedded.transport import Deadline, DeadlineExpired
 from tests.test_name_resolution import black_hole
 
+pytestmark = pytest.mark.in_process
+
 V6 = socket.AF_INET6
 V4 = socket.AF_INET
 

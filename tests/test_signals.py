@@ -28,6 +28,8 @@ from tests.command import clean_environment, client_command
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 
+pytestmark = pytest.mark.arm
+
 SIGNALS = ["TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "ALRM"]
 CLIENT_TIMEOUT = "120"  # the client's own bound: far beyond what the test waits
 ENDS_WITHIN = 10.0  # "at once", generously, on a loaded machine

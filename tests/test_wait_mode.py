@@ -118,6 +118,7 @@ class FakeTime:
         self.now += seconds
 
 
+@pytest.mark.in_process
 @pytest.mark.parametrize(
     ("statuses", "limit", "expected", "passes"),
     [
@@ -142,6 +143,7 @@ def test_until_held(statuses: list[int], limit: float | None, expected: int, pas
     assert bool(notes) is (limit is not None)
 
 
+@pytest.mark.in_process
 def test_jitter_stays_within_a_fifth() -> None:
     clock = FakeTime()
     statuses = iter([69] * 200 + [0])
@@ -153,6 +155,7 @@ def test_jitter_stays_within_a_fifth() -> None:
     assert len(set(clock.pauses)) > 100  # spread, not one fixed pause
 
 
+@pytest.mark.in_process
 def test_every_error_class_gets_advice() -> None:
     for kind in (errors.NetworkError, errors.CACertificateError, errors.ServerAnswerError):
         line = waiting.for_administrator(kind("what failed"))
