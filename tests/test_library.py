@@ -298,3 +298,21 @@ def test_the_readme_example_with_an_auto_signing_server(signer: FakeCaramel) -> 
     held = Credentials.from_bytes(keychain["caramel"])  # type: ignore[arg-type]
     assert held.certificate_pem is not None
     assert common_name(held.certificate_pem) == keychain["caramel-id"]
+
+
+def test_the_library_needs_neither_the_command_line_nor_the_file() -> None:
+    """One core, two faces: the library loads none of the command's modules."""
+    import subprocess
+
+    probe = (
+        "import sys\n"
+        "from caramel_embedded import CaramelError, Credentials, Status, refresh\n"
+        "import caramel_embedded.library\n"
+        "print(sorted(m for m in sys.modules if m in {'argparse', 'caramel_embedded.cli',"
+        " 'caramel_embedded.options', 'caramel_embedded.invocation',"
+        " 'caramel_embedded.combined_file', 'caramel_embedded.report', 'fcntl', 'syslog'}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
