@@ -14,16 +14,19 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 from tests.test_protocol import LAST_MODIFIED, installed
 
+# The package in a fresh interpreter: the package pass only (a frozen binary has its own
+# start-up checks in tests/frozen).
+pytestmark = pytest.mark.in_process
+
 PROBE = """
 import json, sys
 from caramel_embedded import cli
-import pytest
-
-pytestmark = pytest.mark.in_process
 status = cli.main(sys.argv[1:])
 heavy = sorted(
     m for m in sys.modules
