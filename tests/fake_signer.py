@@ -185,6 +185,37 @@ class FakeCaramel:
         )
 
 
+class Gate:
+    """Holds matching requests inside the signer until ``opened`` is set; notes who arrived.
+
+    Set as ``FakeCaramel.forced``: a test then knows that an invocation is waiting for the
+    answer (``arrival``) and lets it go when it chooses. It opens by itself after ``limit``
+    seconds, whatever happens, so a failed test never hangs the suite.
+    """
+
+    def __init__(self, methods: tuple[str, ...] = ("GET", "POST"), limit: float = 90.0) -> None:
+        self.methods = methods
+        self.limit = limit
+        self.arrived: list[str] = []
+        self.arrival = threading.Event()
+        self.opened = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, request: Request) -> Response | None:
+        if request.method in self.methods and not self.opened.is_set():
+            with self._lock:
+                self.arrived.append(f"{request.method} {request.path}")
+            self.arrival.set()
+            self.opened.wait(self.limit)
+        return None  # then the signer answers as the protocol says
+
+    def reset(self) -> None:
+        with self._lock:
+            self.arrived.clear()
+        self.arrival.clear()
+        self.opened.clear()
+
+
 def problem(status: int, title: str, detail: str) -> Response:
     return Response(
         json.dumps({"status": status, "title": title, "detail": detail}),

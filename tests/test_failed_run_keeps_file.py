@@ -24,7 +24,6 @@ from werkzeug import Request, Response
 
 from tests.ca_factory import FLEET_SUBJECT, key_pem, make_authority, name, new_key
 from tests.combined_check import parse_combined
-from tests.command import clean_environment, client_command
 from tests.conftest import CLIENT_ID, Client
 from tests.fake_signer import FakeCaramel
 from tests.test_protocol import assert_error, installed, snapshot
@@ -135,11 +134,7 @@ def test_a_run_killed_between_post_and_write_loses_nothing(
 
     signer.forced = hold_the_post
     client.client_id = NEW_ID
-    process = subprocess.Popen(
-        [*client_command(), *client.args()],
-        env=clean_environment(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+    process = client.start(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, new_session=True)
     try:
         assert posted.wait(60), "the new request was never posted"
         os.killpg(process.pid, signal.SIGKILL)

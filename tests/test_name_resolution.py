@@ -39,7 +39,7 @@ from cryptography.x509.oid import NameOID
 from pytest_httpserver import HTTPServer
 
 from tests.ca_factory import Authority, key_pem, name, new_key, pem_of
-from tests.command import clean_environment, client_command
+from tests.command import client_command, start
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 
@@ -94,15 +94,7 @@ def run_in(
 ) -> tuple[int, str, float, float]:
     """Run to the end (or kill at ``limit``); status, stderr, start and end (monotonic)."""
     started = time.monotonic()
-    process = subprocess.Popen(
-        in_private_etc(files, argv),
-        env=clean_environment(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own group: a frozen binary's child goes with it
-    )
+    process = start(in_private_etc(files, argv), new_session=True)  # a launcher's child too
     try:
         _, stderr = process.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
@@ -196,15 +188,7 @@ def test_term_during_an_unanswered_lookup_ends_the_run_at_once(
         files = private_etc(tmp_path / "etc", HOSTS, resolver.address)
         unresolvable = dataclasses.replace(client, server=f"https://{UNANSWERED_NAME}:8443")
         argv = [*client_command(), *unresolvable.args("--timeout", "120")]
-        process = subprocess.Popen(
-            in_private_etc(files, argv),
-            env=clean_environment(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        process = start(in_private_etc(files, argv), new_session=True)
         try:
             for _ in range(300):
                 if resolver.queries or process.poll() is not None:

@@ -24,9 +24,8 @@ import pytest
 from werkzeug import Request, Response
 
 from tests.combined_check import parse_combined, temporaries
-from tests.command import clean_environment, client_command
 from tests.conftest import Client
-from tests.fake_signer import FakeCaramel
+from tests.fake_signer import FakeCaramel, Gate
 
 pytestmark = pytest.mark.arm
 
@@ -39,14 +38,7 @@ GATE_LIMIT = 60.0
 
 
 def start(client: Client, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*client_command(), *client.args("--timeout", CLIENT_TIMEOUT, *extra)],
-        env=clean_environment(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return client.start("--timeout", CLIENT_TIMEOUT, *extra)
 
 
 def signal_and_finish(process: subprocess.Popen[str], name: str) -> tuple[int, str, float]:
@@ -67,21 +59,6 @@ def assert_one_line_naming(stderr: str, name: str) -> None:
     assert len(lines) == 1, f"expected one line on stderr, got {lines!r}"
     assert re.search(rf"\b(SIG)?{name}\b", lines[0]), lines[0]
     assert "Traceback" not in stderr
-
-
-class Gate:
-    """Holds matching requests inside the signer until released."""
-
-    def __init__(self, method: str) -> None:
-        self.method = method
-        self.arrival = threading.Event()
-        self.opened = threading.Event()
-
-    def __call__(self, request: Request) -> Response | None:
-        if request.method == self.method and not self.opened.is_set():
-            self.arrival.set()
-            self.opened.wait(GATE_LIMIT)
-        return None
 
 
 @pytest.fixture
@@ -115,7 +92,7 @@ def test_signal_while_waiting_for_the_answer_ends_with_127_and_keeps_the_pending
     assert client.run().returncode == 69
     pending = client.file.read_bytes()
     mtime = client.file.stat().st_mtime_ns
-    hold["GET"] = Gate("GET")
+    hold["GET"] = Gate(("GET",), GATE_LIMIT)
 
     process = start(client)
     assert hold["GET"].arrival.wait(60), "the invocation never asked the server"
@@ -133,7 +110,7 @@ def test_signal_while_waiting_for_the_answer_ends_with_127_and_keeps_the_pending
 def test_signal_while_posting_a_new_request_leaves_the_new_file_complete(
     client: Client, signer: FakeCaramel, hold: dict[str, Gate], name: str
 ) -> None:
-    hold["POST"] = Gate("POST")
+    hold["POST"] = Gate(("POST",), GATE_LIMIT)
     process = start(client)  # no file: makes a key and a request, writes them, posts
     assert hold["POST"].arrival.wait(60), "the invocation never posted"
     status, stderr, took = signal_and_finish(process, name)

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import fcntl
 import signal
-import subprocess
 import threading
 import time
 
 import pytest
 
 from caramel_embedded import errors, waiting
-from tests.command import clean_environment, client_command
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 from tests.test_failed_run_keeps_file import dead_server
@@ -77,11 +75,7 @@ def test_an_error_ends_the_wait_at_once_with_advice(client: Client) -> None:
 
 
 def test_term_ends_the_wait_at_once(client: Client, signer: FakeCaramel) -> None:
-    process = subprocess.Popen(
-        [*client_command(), *client.args("--wait", "--wait-interval", "60")],
-        env=clean_environment(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    process = client.start("--wait", "--wait-interval", "60")
     for _ in range(600):  # until the first pass has posted and the loop sleeps
         if signer.requests("POST"):
             break
