@@ -31,13 +31,8 @@ def ca_file(authority: Authority, tmp_path_factory: pytest.TempPathFactory) -> P
 def signer(
     authority: Authority, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[fake_signer.FakeCaramel]:
-    server, fake = fake_signer.start(authority, tmp_path_factory.mktemp("tls"))
-    fake.url = f"https://127.0.0.1:{server.port}"  # type: ignore[attr-defined]
-    try:
+    with fake_signer.serving(authority, tmp_path_factory.mktemp("tls")) as fake:
         yield fake
-    finally:
-        server.clear()
-        server.stop()
 
 
 @dataclass

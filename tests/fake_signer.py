@@ -6,6 +6,7 @@ client certificate the TLS layer saw, and lets a test force an answer or a delay
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -13,7 +14,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -232,6 +233,18 @@ def tls_server_context(authority: Authority, directory: Path) -> ssl.SSLContext:
     context.load_verify_locations(cadata=authority.pem.decode())
     context.verify_mode = ssl.CERT_OPTIONAL
     return context
+
+
+@contextlib.contextmanager
+def serving(authority: Authority, directory: Path) -> Iterator[FakeCaramel]:
+    """A fake signer of ``authority`` on loopback for the block; ``.url`` says where."""
+    server, fake = start(authority, directory)
+    fake.url = f"https://127.0.0.1:{server.port}"  # type: ignore[attr-defined]
+    try:
+        yield fake
+    finally:
+        server.clear()
+        server.stop()
 
 
 def start(authority: Authority, directory: Path) -> tuple[HTTPServer, FakeCaramel]:
