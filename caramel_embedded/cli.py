@@ -226,10 +226,15 @@ def _printed(text: str) -> _Ending:
 
 
 def _trust_anchor_pem(settings: Settings) -> str:
-    """--print-ca: every CA of the trust anchor in use, checked as a run checks it."""
+    """--print-ca: every CA of the trust anchor in use, checked as a run checks it (a run
+    refuses an expired bundle, and a clock before every CA's notBefore, before it starts)."""
+    from datetime import UTC, datetime
+
     from caramel_embedded import trust
 
-    return trust.load(settings.ca_cert).pem.decode("ascii").rstrip("\n")
+    anchor = trust.load(settings.ca_cert)
+    trust.check_clock(anchor, datetime.now(UTC))
+    return anchor.pem.decode("ascii").rstrip("\n")
 
 
 def _wait(job: Job, settings: Settings, reporter: Reporter, known: dict[str, str]) -> _Ending:
