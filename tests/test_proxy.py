@@ -172,7 +172,9 @@ def test_proxy_urls(text: str, expected: tuple[str, int, str | None]) -> None:
     assert tuple(proxy_module.parse(text, "test")) == expected
 
 
-@pytest.mark.parametrize("text", ["https://proxy:443", "socks5://proxy:1080", "http://:3128", "p:x"])
+@pytest.mark.parametrize(
+    "text", ["https://proxy:443", "socks5://proxy:1080", "http://:3128", "p:x"]
+)
 def test_unsupported_proxy_urls(text: str) -> None:
     with pytest.raises(UsageError):
         proxy_module.parse(text, "test")
