@@ -18,8 +18,8 @@ import pytest
 
 from caramel_embedded import proxy as proxy_module
 from caramel_embedded.errors import UsageError
-from tests.connect_proxy import ConnectProxy, running
 from tests.conftest import Client
+from tests.connect_proxy import ConnectProxy, running
 from tests.fake_signer import FakeCaramel
 from tests.test_protocol import installed
 

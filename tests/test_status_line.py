@@ -57,7 +57,8 @@ def variables_by_sh(line: str) -> dict[str, str]:
 def status_of(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
     """The one line, checked to read the same every way sh reads it, as a dict."""
     lines = result.stdout.splitlines()
-    assert len(lines) == 1 and result.stdout.endswith("\n"), result.stdout
+    assert len(lines) == 1, result.stdout
+    assert result.stdout.endswith("\n")
     line = lines[0]
     words = words_by_sh(line)
     fields = dict(word.split("=", 1) for word in words)
@@ -200,7 +201,8 @@ def test_error_signal(client: Client, signer: FakeCaramel) -> None:
     try:
         deadline = time.monotonic() + 30
         while len(signer.requests("GET")) < 1:
-            assert time.monotonic() < deadline and process.poll() is None
+            assert time.monotonic() < deadline
+            assert process.poll() is None
             time.sleep(0.05)
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=30)
