@@ -203,10 +203,12 @@ def tls_server_context(authority: Authority, directory: Path) -> ssl.SSLContext:
     return context
 
 
-def start(authority: Authority, directory: Path) -> tuple[HTTPServer, FakeCaramel]:
+def start(
+    authority: Authority, directory: Path, host: str = "127.0.0.1"
+) -> tuple[HTTPServer, FakeCaramel]:
     signer = FakeCaramel(authority)
     server = HTTPServer(
-        host="127.0.0.1",
+        host=host,
         port=0,
         ssl_context=tls_server_context(authority, directory),
         threaded=True,
