@@ -32,9 +32,12 @@ ONEFILE_TREE = {
     "usr/lib/systemd/system": 0o755,
     "usr/lib/systemd/system/caramel-embedded.service": 0o644,
     "usr/lib/systemd/system/caramel-embedded.timer": 0o644,
+    "usr/lib/systemd/system/caramel-embedded-reload.path": 0o644,
+    "usr/lib/systemd/system/caramel-embedded-reload.service": 0o644,
     "usr/share": 0o755,
     "usr/share/caramel-embedded": 0o755,
     "usr/share/caramel-embedded/caramel-ensure.sh": 0o644,
+    "usr/share/caramel-embedded/caramel-reload.sh": 0o644,
     "usr/share/caramel-embedded/crontab": 0o644,
     "usr/share/caramel-embedded/wait-for-certificate.conf": 0o644,
 }
