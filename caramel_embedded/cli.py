@@ -4,10 +4,12 @@ This is the one place where errors become exit statuses: ``LockHeldError`` is 1,
 waiting for its signature is 69, every other error (ours or unexpected) is 127 with one
 line, never a traceback. It is also the one place where they become ``--status`` words
 (``status=error reason=tls``, ...): one table, ``_REASONS``, so that a script on a device
-can tell a network that does not carry from a CA that is wrong without reading messages. TERM, INT, HUP, QUIT, USR1, USR2 and ALRM end the invocation at
-once with 127 (their default actions would end it with 128 + the signal's number, or a
-core dump): the signal handler raises, the stack unwinds through the combined file's
-clean-up, and the file stays old or new, complete. The network deadline's own ALRM is told
+can tell a network that does not carry from a CA that is wrong without reading messages.
+
+TERM, INT, HUP, QUIT, USR1, USR2 and ALRM end the invocation at once with 127 (their
+default actions would end it with 128 + the signal's number, or a core dump): the signal
+handler raises, the stack unwinds through the combined file's clean-up, and the file stays
+old or new, complete. The network deadline's own ALRM is told
 apart from a stray one in ``transport``. Imports happen after the handlers are installed,
 so a signal during start-up is answered the same way.
 
