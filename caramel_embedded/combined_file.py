@@ -195,9 +195,11 @@ def _open_existing_or_new(path: Path, ownership: Ownership) -> int:
                 descriptor = os.open(path, flags)  # created by another invocation meanwhile
     except OSError as error:
         raise _describe_open_error(path, error) from None
-    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-        os.close(descriptor)
-        raise CombinedFileError(f"{path}: not a regular file")
+    kind = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(kind):
+        os.close(descriptor)  # read-only, a directory opens too: say what it is
+        what = "is a directory" if stat.S_ISDIR(kind) else "not a regular file"
+        raise CombinedFileError(f"{path}: {what}")
     return descriptor
 
 

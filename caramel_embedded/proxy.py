@@ -37,6 +37,9 @@ class Proxy(NamedTuple):
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
+    def __repr__(self) -> str:  # nor in a repr that an internal error might show
+        return f"Proxy({self})"
+
 
 class TunnelRefused(OSError):
     """The proxy would not open the tunnel (or did not answer as a proxy)."""

@@ -197,3 +197,11 @@ def test_unsupported_proxy_urls(text: str) -> None:
 )
 def test_no_proxy_as_curl_reads_it(host: str, no_proxy: str, bypassed: bool) -> None:
     assert proxy_module.bypassed(host, no_proxy) is bypassed
+
+
+def test_proxy_never_shows_its_credentials() -> None:
+    proxy = proxy_module.parse("http://device:hunter2@proxy:3128", "test")
+    assert proxy.authorization is not None
+    for shown in (str(proxy), repr(proxy), f"{proxy!r} {[proxy]}"):
+        assert "hunter2" not in shown
+        assert proxy.authorization.split()[1] not in shown
