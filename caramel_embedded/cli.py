@@ -2,10 +2,14 @@
 
 This is the one place where errors become exit statuses: ``LockHeldError`` is 1, a request
 waiting for its signature is 69, every other error (ours or unexpected) is 127 with one
-line, never a traceback. TERM, INT, HUP, QUIT, USR1, USR2 and ALRM end the invocation at
-once with 127 (their default actions would end it with 128 + the signal's number, or a
-core dump): the signal handler raises, the stack unwinds through the combined file's
-clean-up, and the file stays old or new, complete. The network deadline's own ALRM is told
+line, never a traceback. It is also the one place where they become ``--status`` words
+(``status=error reason=tls``, ...): one table, ``_REASONS``, so that a script on a device
+can tell a network that does not carry from a CA that is wrong without reading messages.
+
+TERM, INT, HUP, QUIT, USR1, USR2 and ALRM end the invocation at once with 127 (their
+default actions would end it with 128 + the signal's number, or a core dump): the signal
+handler raises, the stack unwinds through the combined file's clean-up, and the file stays
+old or new, complete. The network deadline's own ALRM is told
 apart from a stray one in ``transport``. Imports happen after the handlers are installed,
 so a signal during start-up is answered the same way.
 
@@ -25,9 +29,10 @@ import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, TextIO, cast
+from typing import TYPE_CHECKING, NamedTuple, TextIO, cast
 
 if TYPE_CHECKING:
+    from caramel_embedded.enrollment import Result
     from caramel_embedded.errors import CaramelError
     from caramel_embedded.invocation import Job
     from caramel_embedded.options import Settings
@@ -58,8 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.disable()
     _install_signal_handlers()
     _stand_in_for_closed_streams()
+    arguments = sys.argv[1:] if argv is None else argv
     try:
-        status = _main(sys.argv[1:] if argv is None else argv)
+        ending = _main(arguments)
+        status = _with_status_line(ending, arguments)
     except BaseException:  # a signal after _main's own handlers, at the very end
         status = _ERROR
     _exit_at_once_on_late_signals()
@@ -69,25 +76,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _ERROR
 
 
-def _main(argv: Sequence[str]) -> int:
-    from caramel_embedded.errors import CaramelError, LockHeldError
+class _Ending(NamedTuple):
+    """How the invocation ended: its exit status and what ``--status`` says of it."""
+
+    exit: int
+    status: str  # an Outcome's value, "locked", "error", or "" (--help: no line)
+    reason: str | None = None
+    facts: tuple[tuple[str, str], ...] = ()  # client_id, not_after, request: what was known
+    status_line: bool | None = None  # None: the settings were never read (look at argv)
+
+
+def _main(argv: Sequence[str]) -> _Ending:
+    from caramel_embedded.errors import CaramelError, LockHeldError, UsageError
     from caramel_embedded.report import Reporter
 
     reporter = Reporter()
     wait_mode = False
+    wanted: bool | None = None
+    known: dict[str, str] = {}
     try:
         from caramel_embedded import client_id, invocation, options
 
         settings = _parse(argv)
         reporter = Reporter(settings.verbose, settings.syslog)
-        wait_mode = settings.wait
+        wait_mode, wanted = settings.wait, settings.status_line
+        if settings.status_line and _prints_a_product(settings):
+            raise UsageError(
+                "--status goes with a run, not with --version, --print-client-id or --print-ca"
+            )
         if settings.show_version:
-            return _print(options.version_text())
+            return _printed(options.version_text())
+        if settings.print_ca:
+            return _printed(_trust_anchor_pem(settings))
         identity = client_id.resolve(
             settings.client_id, settings.client_id_from, settings.identity_root
         )
         if settings.print_client_id:
-            return _print(identity)
+            return _printed(identity)
+        known["client_id"] = identity
         assert settings.server is not None  # options.parse demands it unless printing
         job = invocation.Job(
             server=settings.server,
@@ -97,29 +123,47 @@ def _main(argv: Sequence[str]) -> int:
             ownership=settings.ownership,
             key_bits=settings.key_bits,
             timeout=settings.timeout,
+            proxy=settings.proxy,
         )
         if wait_mode:
-            return _wait(job, settings, reporter)
+            return _wait(job, settings, reporter, known)
         result = invocation.run(job, reporter.progress)
     except LockHeldError as error:
         reporter.notice(str(error))
-        return EXIT_LOCKED
+        return _Ending(EXIT_LOCKED, "locked", None, _facts(known), wanted)
     except CaramelError as error:
         reporter.error(_for_administrator(error) if wait_mode else str(error))
-        return _ERROR
+        return _Ending(_ERROR, "error", reason_of(error), _facts(known), wanted)
     except SystemExit as done:  # --help
-        return 0 if done.code in (0, None) else _ERROR
+        return _Ending(0 if done.code in (0, None) else _ERROR, "", None, (), False)
     except BaseException as error:
         reporter.error(f"internal error: {type(error).__name__}: {error}")
-        return _ERROR
+        return _Ending(_ERROR, "error", "internal", _facts(known), wanted)
     if result.message:
         reporter.notice(result.message)
-    return exit_status(result.outcome.value)
+    return _ended(result, known, wanted)
 
 
 # Only the command knows exit numbers; the core names its outcomes (``decision.Outcome``).
 _EXIT_STATUS = {"installed": 0, "current": 0, "posted": 69, "pending": 69, "reposted": 69}
 EXIT_LOCKED = 1
+
+# The reason= word of --status for each error class, found along the error's class tree
+# (so TLSError, a NetworkError, says tls, and DeadlineExpired says network). One table.
+_REASONS = {
+    "UsageError": "input",
+    "ClientIdError": "input",
+    "CombinedFileError": "input",
+    "UnusableKeyError": "input",
+    "CACertificateError": "ca",
+    "ClockNotSetError": "clock",
+    "TLSError": "tls",
+    "NetworkError": "network",
+    "ServerAnswerError": "server",
+    "CertificateCheckError": "server",
+    "InterruptedBySignal": "signal",
+    "OutputError": "internal",
+}
 
 
 def exit_status(outcome: str) -> int:
@@ -127,13 +171,86 @@ def exit_status(outcome: str) -> int:
     return _EXIT_STATUS[outcome]
 
 
-def _wait(job: Job, settings: Settings, reporter: Reporter) -> int:
+def reason_of(error: BaseException) -> str:
+    """The --status reason of an error: its nearest class in the table, else internal."""
+    for kind in type(error).__mro__:
+        if kind.__name__ in _REASONS:
+            return _REASONS[kind.__name__]
+    return "internal"
+
+
+def _ended(result: Result, known: dict[str, str], wanted: bool | None) -> _Ending:
+    """The ending of a pass that reached an outcome, with what is held now."""
+    facts = dict(known)
+    facts["request"] = result.state.request_sha256
+    if result.state.certificate is not None:
+        facts["not_after"] = f"{result.state.certificate.not_after:%Y-%m-%dT%H:%M:%SZ}"
+    outcome = result.outcome.value
+    return _Ending(exit_status(outcome), outcome, None, _facts(facts), wanted)
+
+
+def _facts(known: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (key, known[key]) for key in ("client_id", "not_after", "request") if key in known
+    )
+
+
+def _with_status_line(ending: _Ending, argv: Sequence[str]) -> int:
+    """Write the --status line (when asked for) and return the exit status.
+
+    Asked for means ``--status`` was read, or, when the arguments could not be read at
+    all (a usage error), that ``--status`` is among them. A line that cannot be written
+    is a lost product, like --print-client-id's: 127 and one line on stderr.
+    """
+    wanted = "--status" in argv if ending.status_line is None else ending.status_line
+    if not wanted or not ending.status:
+        return ending.exit
+    from caramel_embedded import status_line
+    from caramel_embedded.errors import OutputError
+    from caramel_embedded.report import Reporter
+
+    fields = [("status", ending.status), ("exit", str(ending.exit))]
+    if ending.reason is not None:
+        fields.append(("reason", ending.reason))
+    try:
+        _write_stdout(status_line.render([*fields, *ending.facts]) + "\n")
+    except OutputError as error:
+        Reporter().error(str(error))
+        return _ERROR
+    return ending.exit
+
+
+def _prints_a_product(settings: Settings) -> bool:
+    return settings.show_version or settings.print_client_id or settings.print_ca
+
+
+def _printed(text: str) -> _Ending:
+    _print(text)
+    return _Ending(0, "", status_line=False)
+
+
+def _trust_anchor_pem(settings: Settings) -> str:
+    """--print-ca: every CA of the trust anchor in use, checked as a run checks it (a run
+    refuses an expired bundle, and a clock before every CA's notBefore, before it starts)."""
+    from datetime import UTC, datetime
+
+    from caramel_embedded import trust
+
+    anchor = trust.load(settings.ca_cert)
+    trust.check_clock(anchor, datetime.now(UTC))
+    return anchor.pem.decode("ascii").rstrip("\n")
+
+
+def _wait(job: Job, settings: Settings, reporter: Reporter, known: dict[str, str]) -> _Ending:
     """``--wait``: one-shot passes until a certificate is held (0), the limit is over (69)
-    or anything goes wrong (the error propagates: 127). A locked file is waited out."""
+    or anything goes wrong (the error propagates: 127). A locked file is waited out.
+    The --status line speaks of the whole wait: its last pass that reached an outcome."""
     import time
 
     from caramel_embedded import invocation, waiting
     from caramel_embedded.errors import LockHeldError
+
+    last: list[Result] = []
 
     def one_pass() -> int:
         try:
@@ -143,9 +260,10 @@ def _wait(job: Job, settings: Settings, reporter: Reporter) -> int:
             return EXIT_LOCKED
         if result.message:
             reporter.notice(result.message)
+        last[:] = [result]
         return exit_status(result.outcome.value)
 
-    return waiting.until_held(
+    status = waiting.until_held(
         one_pass,
         interval=settings.wait_interval,
         limit=settings.wait_limit,
@@ -153,6 +271,10 @@ def _wait(job: Job, settings: Settings, reporter: Reporter) -> int:
         sleep=time.sleep,
         note=reporter.notice,
     )
+    if not last:  # every pass found the file locked until the limit
+        return _Ending(status, "locked", None, _facts(known), settings.status_line)
+    ending = _ended(last[0], known, settings.status_line)
+    return ending._replace(exit=status)
 
 
 def _for_administrator(error: CaramelError) -> str:

@@ -180,7 +180,11 @@ def _open_and_lock(path: Path, ownership: Ownership) -> int:
 
 
 def _open_existing_or_new(path: Path, ownership: Ownership) -> int:
-    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    """The file, opened to read and lock only: closing a descriptor opened for writing is an
+    inotify IN_CLOSE_WRITE, which a systemd path unit (PathChanged=) takes for a change, so
+    a run that changes nothing must never hold one. Owner, mode and time are set through it
+    all the same (fchown, fchmod and futimens need no write access)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     try:
         try:
             descriptor = os.open(path, flags)
@@ -191,9 +195,11 @@ def _open_existing_or_new(path: Path, ownership: Ownership) -> int:
                 descriptor = os.open(path, flags)  # created by another invocation meanwhile
     except OSError as error:
         raise _describe_open_error(path, error) from None
-    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-        os.close(descriptor)
-        raise CombinedFileError(f"{path}: not a regular file")
+    kind = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(kind):
+        os.close(descriptor)  # read-only, a directory opens too: say what it is
+        what = "is a directory" if stat.S_ISDIR(kind) else "not a regular file"
+        raise CombinedFileError(f"{path}: {what}")
     return descriptor
 
 

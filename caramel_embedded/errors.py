@@ -49,7 +49,12 @@ class LockHeldError(CaramelError):
 
 
 class NetworkError(CaramelError):
-    """The server could not be reached, TLS failed, or the deadline passed."""
+    """The server (or the proxy) could not be reached, TLS failed, or the deadline passed."""
+
+
+class TLSError(NetworkError):
+    """The TLS handshake or session with the server failed (untrusted certificate, wrong
+    name, an alert, a protocol error): told apart from a network that does not carry."""
 
 
 class ServerAnswerError(CaramelError):

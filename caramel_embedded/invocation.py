@@ -21,6 +21,7 @@ from caramel_embedded.server_address import ServerAddress
 from caramel_embedded.state import CorruptFileError, parse
 
 if TYPE_CHECKING:
+    from caramel_embedded.proxy import Proxy
     from caramel_embedded.transport import Deadline
 
 
@@ -34,6 +35,7 @@ class Job(NamedTuple):
     ownership: combined_file.Ownership
     key_bits: int
     timeout: float
+    proxy: Proxy | None = None  # an HTTPS proxy to tunnel through
 
 
 def utc_now() -> datetime:
@@ -116,4 +118,5 @@ class _Connector:
             self._device.client_id,
             self._deadline,
             self._progress,
+            proxy=self._job.proxy,
         )

@@ -12,13 +12,16 @@ import argparse
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple, NoReturn
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 from caramel_embedded import __version__, client_id
 from caramel_embedded.combined_file import Ownership
 from caramel_embedded.errors import ClientIdError, UsageError
 from caramel_embedded.server_address import ServerAddress
 from caramel_embedded.server_address import parse as parse_server
+
+if TYPE_CHECKING:
+    from caramel_embedded.proxy import Proxy
 
 DEFAULT_FILE = Path("/var/lib/caramel/client.pem")
 DEFAULT_TIMEOUT = 30.0
@@ -46,6 +49,9 @@ class Settings(NamedTuple):
     wait: bool = False  # keep asking until a certificate is held (servers, not devices)
     wait_limit: float | None = None  # seconds; None: without end
     wait_interval: float = DEFAULT_WAIT_INTERVAL
+    status_line: bool = False  # --status: one key=value line on stdout at the end
+    print_ca: bool = False  # --print-ca: the trust anchor in use, as PEM
+    proxy: Proxy | None = None  # the HTTPS proxy to tunnel through (CONNECT), if any
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -71,8 +77,9 @@ def _parser() -> _Parser:
         epilog=(
             "Environment: CARAMEL_SERVER, CARAMEL_CLIENT_ID, CARAMEL_CLIENT_ID_FROM, "
             "CARAMEL_FILE, CARAMEL_CA_CERT, CARAMEL_OWNER, CARAMEL_MODE, CARAMEL_TIMEOUT, "
-            "CARAMEL_WAIT (1), CARAMEL_WAIT_LIMIT, CARAMEL_WAIT_INTERVAL stand in for the "
-            "arguments; the command line wins."
+            "CARAMEL_WAIT (1), CARAMEL_WAIT_LIMIT, CARAMEL_WAIT_INTERVAL, CARAMEL_PROXY "
+            "stand in for the arguments; the command line wins. https_proxy, HTTPS_PROXY "
+            "and no_proxy are read as curl reads them."
         ),
         allow_abbrev=False,
         add_help=False,
@@ -114,7 +121,19 @@ def _parser() -> _Parser:
         metavar="SECONDS",
         help=f"pause between tries of --wait, +-1/5 jitter (default {DEFAULT_WAIT_INTERVAL:g})",
     )
+    add(
+        "--proxy",
+        metavar="URL",
+        help="HTTPS proxy, http://[user:password@]host[:port], tunnelled with CONNECT "
+        "(default: https_proxy; empty: none)",
+    )
+    add(
+        "--status",
+        action="store_true",
+        help="print one line of key=value words on stdout at the end (for sh)",
+    )
     add("--print-client-id", action="store_true", help="print the resolved client id, exit 0")
+    add("--print-ca", action="store_true", help="print the CA certificate(s) in use, exit 0")
     add("-v", "--verbose", action="store_true", help="progress on stderr")
     add("--syslog", action="store_true", help="also log to syslog")
     add("--version", action="store_true", help="print the version and the embedded CA, exit 0")
@@ -137,7 +156,8 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> Setti
         explicit_id = environ.get("CARAMEL_CLIENT_ID")
     if explicit_id is not None and explicit_id == "":
         raise UsageError("CLIENT_ID is empty; give an id or leave it out entirely")
-    if server_text is None and not (arguments.print_client_id or arguments.version):
+    printing = arguments.print_client_id or arguments.version or arguments.print_ca
+    if server_text is None and not printing:
         raise UsageError("SERVER is required (argument or CARAMEL_SERVER; see --help)")
     try:
         source = client_id.check_source(
@@ -146,8 +166,9 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> Setti
     except ClientIdError as error:
         raise UsageError(str(error)) from None
     ca_text = setting(arguments.ca_cert, "CARAMEL_CA_CERT")
+    server = parse_server(server_text) if server_text is not None else None
     return Settings(
-        server=parse_server(server_text) if server_text is not None else None,
+        server=server,
         client_id=explicit_id,
         client_id_from=source,
         file=Path(setting(arguments.file, "CARAMEL_FILE") or DEFAULT_FILE),
@@ -169,7 +190,30 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> Setti
             setting(arguments.wait_interval, "CARAMEL_WAIT_INTERVAL"), "--wait-interval"
         )
         or DEFAULT_WAIT_INTERVAL,
+        status_line=arguments.status,
+        print_ca=arguments.print_ca,
+        proxy=_proxy(arguments.proxy, environ, server),
     )
+
+
+_PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY")
+
+
+def _proxy(
+    explicit: str | None, environ: Mapping[str, str], server: ServerAddress | None
+) -> Proxy | None:
+    """The proxy, if one is configured at all: only then is ``proxy`` imported.
+
+    ``--proxy`` and ``CARAMEL_PROXY`` set but empty mean no proxy, whatever https_proxy
+    says (the one other exception to "empty counts as unset").
+    """
+    if explicit is None:
+        explicit = environ.get("CARAMEL_PROXY")
+    if server is None or (explicit is None and not any(map(environ.get, _PROXY_VARIABLES))):
+        return None
+    from caramel_embedded import proxy
+
+    return proxy.choose(explicit, environ, server.host)
 
 
 def _flag(text: str | None, variable: str) -> bool:

@@ -30,13 +30,20 @@ from urllib3.connection import HTTPSConnection
 
 from caramel_embedded import __version__, reach
 from caramel_embedded.decision import RequestPlan, ServerAnswer
-from caramel_embedded.errors import InterruptedBySignal, NetworkError, UnusableKeyError
+from caramel_embedded.errors import (
+    InterruptedBySignal,
+    NetworkError,
+    TLSError,
+    UnusableKeyError,
+)
 from caramel_embedded.server_address import ServerAddress
 from caramel_embedded.state import LocalState, compose
 from caramel_embedded.trust import TrustAnchor
 
 if TYPE_CHECKING:
     from urllib3 import BaseHTTPResponse
+
+    from caramel_embedded.proxy import Proxy
 
 BODY_LIMIT = 64 * 1024
 _NO_CONNECT_LIMIT = 24 * 3600.0  # without a connect timeout, only the deadline's alarm
@@ -204,8 +211,11 @@ class CaramelServer:
         client_id: str,
         deadline: Deadline,
         progress: Callable[[str], None],
+        *,
+        proxy: Proxy | None = None,
     ) -> None:
         self.address = address
+        self._proxy = proxy
         self._anchor = anchor
         self._deadline = deadline
         self._progress = progress
@@ -255,15 +265,20 @@ class CaramelServer:
             retries=False,
             addresses=self._looked_up(),
             deadline=self._deadline,
+            tunnel_proxy=self._proxy,
         )
 
     def _looked_up(self) -> list[reach.Address]:
-        """The server's addresses: looked up once, and charged to the deadline."""
+        """The addresses to connect to, the server's or its proxy's: looked up once, and
+        charged to the deadline."""
         if self._addresses is None:
-            host, seconds = self.address.host, self._deadline.seconds
+            via = self._proxy if self._proxy is not None else self.address
+            host, port, seconds = via.host, via.port, self._deadline.seconds
+            if self._proxy is not None:
+                self._progress(f"through the proxy {self._proxy}")
             try:
                 with self._deadline.enforced() as left:
-                    self._addresses = reach.resolve(host, self.address.port, left)
+                    self._addresses = reach.resolve(host, port, left)
             except (reach.LookupTimeout, DeadlineExpired):
                 raise DeadlineExpired(
                     f"no answer from the name server for {host} within {seconds:g} s"
@@ -298,13 +313,16 @@ class CaramelServer:
         except (urllib3_errors.SSLError, urllib3_errors.ProtocolError) as error:
             if refusal_possible:
                 raise _HandshakeRefused(_reason(error)) from None
-            raise NetworkError(f"{self.address}: {_reason(error)}") from None
+            raise _network_error(f"{self.address}: {_reason(error)}", error) from None
         except urllib3_errors.NewConnectionError as error:  # before TimeoutError: a subclass
-            raise NetworkError(f"cannot connect to {self.address}: {_reason(error)}") from None
+            via = f" through the proxy {self._proxy}" if self._proxy is not None else ""
+            raise NetworkError(
+                f"cannot connect to {self.address}{via}: {_reason(error)}"
+            ) from None
         except urllib3_errors.TimeoutError:
             raise self._deadline.expired() from None
         except (urllib3_errors.HTTPError, OSError) as error:
-            raise NetworkError(f"{self.address}: {_reason(error)}") from None
+            raise _network_error(f"{self.address}: {_reason(error)}", error) from None
 
 
 class _AddressedConnection(HTTPSConnection):
@@ -313,6 +331,9 @@ class _AddressedConnection(HTTPSConnection):
     Only the socket is ours: SNI, the host name check and the Host header stay urllib3's,
     all on the name. urllib3's own connect would look the name up again, in the C library,
     where the deadline cannot stop it, and give the first address the whole timeout.
+    With a proxy, the socket is connected to the proxy and made a tunnel to the server
+    (``CONNECT``) before urllib3 starts TLS on it: TLS, our CA and our client certificate
+    stay end to end with the server, and the tunnel is inside the same deadline.
     """
 
     def __init__(
@@ -320,17 +341,21 @@ class _AddressedConnection(HTTPSConnection):
         *args: Any,
         addresses: Sequence[reach.Address],
         deadline: Deadline,
+        tunnel_proxy: Proxy | None = None,  # not urllib3's own "proxy" (a forwarding one)
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._addresses = addresses
         self._deadline = deadline
+        self._through = tunnel_proxy
 
     def _new_conn(self) -> socket.socket:
         timeout = self.timeout if isinstance(self.timeout, int | float) else _NO_CONNECT_LIMIT
         try:
             connection = reach.connect_first(self._addresses, timeout, self.socket_options or ())
             self._deadline.watch(connection)
+            if self._through is not None:
+                self._tunnel_through(connection)
             return connection
         except TimeoutError as error:
             raise urllib3_errors.ConnectTimeoutError(
@@ -341,9 +366,35 @@ class _AddressedConnection(HTTPSConnection):
                 self, f"Failed to establish a new connection: {error}"
             ) from error
 
+    def _tunnel_through(self, connection: socket.socket) -> None:
+        from caramel_embedded import proxy
+
+        assert self._through is not None
+        try:
+            proxy.open_tunnel(connection, self._through, self.host, self.port)
+        except BaseException:
+            connection.close()
+            raise
+
 
 class _Pool(urllib3.HTTPSConnectionPool):
     ConnectionCls = _AddressedConnection
+
+
+def _network_error(message: str, error: BaseException) -> NetworkError:
+    """A TLSError when TLS failed (anywhere in the error's chain), else a NetworkError."""
+    return TLSError(message) if _is_tls(error) else NetworkError(message)
+
+
+def _is_tls(error: BaseException) -> bool:
+    cause: BaseException | None = error
+    seen = 0
+    while cause is not None and seen < 10:
+        if isinstance(cause, ssl.SSLError | urllib3_errors.SSLError):
+            return True
+        cause = cause.__cause__ or cause.__context__ or _inner(cause)
+        seen += 1
+    return False
 
 
 def _read_answer(response: BaseHTTPResponse) -> ServerAnswer:

@@ -27,8 +27,17 @@
 # CARAMEL_ENSURE_TRIES runs in all. The random sleep keeps two waiting tools from retrying
 # in step.
 #
+# A new certificate: with CARAMEL_ON_INSTALL set, caramel_ensure runs the client with
+# --status and, only when that line says status=installed (a new certificate written; not
+# when the one held is still current), runs CARAMEL_ON_INSTALL as shell code in a
+# subshell, with the line in CARAMEL_STATUS_LINE (eval "$CARAMEL_STATUS_LINE" sets
+# $status, $not_after, ...). For example CARAMEL_ON_INSTALL='/etc/init.d/nginx reload'.
+# A hook that fails is said on stderr; caramel_ensure still returns 0 (the certificate is
+# in place). The status line itself is not printed.
+#
 # Settings (environment variables; all optional):
 #   CARAMEL_EMBEDDED          the binary (default: caramel-embedded from PATH)
+#   CARAMEL_ON_INSTALL        shell code to run after a new certificate was installed
 #   CARAMEL_ENSURE_TRIES      runs in all while the lock is held (default 4)
 #   CARAMEL_ENSURE_MAX_SLEEP  longest sleep between two of them, in seconds (default 5)
 #
@@ -57,10 +66,29 @@ caramel_ensure() {
 	esac
 	_caramel_ensure_run=1
 	while :; do
-		"${CARAMEL_EMBEDDED:-caramel-embedded}" "$@"
-		_caramel_ensure_status=$?
+		if [ -n "${CARAMEL_ON_INSTALL:-}" ]; then
+			_caramel_ensure_line=$("${CARAMEL_EMBEDDED:-caramel-embedded}" --status "$@")
+			_caramel_ensure_status=$?
+		else
+			_caramel_ensure_line=
+			"${CARAMEL_EMBEDDED:-caramel-embedded}" "$@"
+			_caramel_ensure_status=$?
+		fi
 		case $_caramel_ensure_status in
 		0)
+			case " $_caramel_ensure_line " in
+			*" status=installed "*)
+				(
+					CARAMEL_STATUS_LINE=$_caramel_ensure_line
+					export CARAMEL_STATUS_LINE
+					eval "$CARAMEL_ON_INSTALL"
+				)
+				_caramel_ensure_hook=$?
+				if [ "$_caramel_ensure_hook" -ne 0 ]; then
+					echo "caramel-ensure: CARAMEL_ON_INSTALL failed with status $_caramel_ensure_hook" >&2
+				fi
+				;;
+			esac
 			return 0
 			;;
 		69)

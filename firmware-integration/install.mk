@@ -16,6 +16,8 @@
 #                 /usr/bin/caramel-embedded -> ../lib/caramel-embedded/caramel-embedded
 #   INIT=systemd  /usr/lib/systemd/system/caramel-embedded.{service,timer}   0644
 #                 /usr/lib/systemd/system/caramel-embedded-wait.service       0644
+#                 /usr/lib/systemd/system/caramel-embedded-reload.{path,service} 0644
+#                 /usr/share/caramel-embedded/caramel-reload.sh               0644
 #   INIT=sysv     /etc/init.d/caramel-embedded (INIT_SCRIPT_NAME)             0755
 #                 /usr/share/caramel-embedded/crontab                         0644
 #   always        /etc/default/caramel-embedded                               0644
@@ -93,6 +95,12 @@ ifneq ($(filter systemd,$(FIRMWARE_INIT)),)
 		>"$(DESTDIR)$(SYSTEMD_UNITDIR)/caramel-embedded-wait.service"
 	chmod 0644 "$(DESTDIR)$(SYSTEMD_UNITDIR)/caramel-embedded-wait.service"
 	chmod 0644 "$(DESTDIR)$(SYSTEMD_UNITDIR)/caramel-embedded.service"
+	$(FIRMWARE_SED) $(FIRMWARE_DIR)/systemd/caramel-embedded-reload.service \
+		>"$(DESTDIR)$(SYSTEMD_UNITDIR)/caramel-embedded-reload.service"
+	install -m 0644 $(FIRMWARE_DIR)/systemd/caramel-embedded-reload.path "$(DESTDIR)$(SYSTEMD_UNITDIR)/"
+	install -d -m 0755 "$(DESTDIR)$(FIRMWARE_SHARE)"
+	install -m 0644 $(FIRMWARE_DIR)/caramel-reload.sh "$(DESTDIR)$(FIRMWARE_SHARE)/"
+	chmod 0644 "$(DESTDIR)$(SYSTEMD_UNITDIR)/caramel-embedded-reload.service"
 endif
 ifneq ($(filter sysv,$(FIRMWARE_INIT)),)
 	install -d -m 0755 "$(DESTDIR)$(INITDIR)" "$(DESTDIR)$(FIRMWARE_SHARE)"

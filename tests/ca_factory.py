@@ -127,12 +127,12 @@ def make_authority(
 
 
 def server_credentials(authority: Authority, directory: Path) -> tuple[Path, Path]:
-    """A TLS server certificate for 127.0.0.1 and localhost, and its key, as files."""
+    """A TLS server certificate for 127.0.0.1, ::1 and localhost, and its key, as files."""
     key = new_key(90)
     certificate = authority.issue(
         key.public_key(),
         name(((NameOID.COMMON_NAME, "127.0.0.1"),)),
-        server_hosts=("127.0.0.1", "localhost"),
+        server_hosts=("127.0.0.1", "::1", "localhost"),
     )
     cert_path = directory / "server.crt"
     key_path = directory / "server.key"

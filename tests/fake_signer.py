@@ -247,10 +247,12 @@ def serving(authority: Authority, directory: Path) -> Iterator[FakeCaramel]:
         server.stop()
 
 
-def start(authority: Authority, directory: Path) -> tuple[HTTPServer, FakeCaramel]:
+def start(
+    authority: Authority, directory: Path, host: str = "127.0.0.1"
+) -> tuple[HTTPServer, FakeCaramel]:
     signer = FakeCaramel(authority)
     server = HTTPServer(
-        host="127.0.0.1",
+        host=host,
         port=0,
         ssl_context=tls_server_context(authority, directory),
         threaded=True,

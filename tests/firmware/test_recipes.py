@@ -75,8 +75,8 @@ MISTAKES = {
     ),
     "unit not shipped": (
         RECIPE,
-        '"caramel-embedded.timer"',
-        '"caramel-embedded.timers"',
+        '"caramel-embedded.timer ',
+        '"caramel-embedded.timers ',
         "SYSTEMD_SERVICE",
     ),
     "unknown class": (
@@ -174,6 +174,9 @@ def test_yocto_do_install(frozen_binary: Path, tmp_path: Path) -> None:
         "usr/lib/systemd/system/caramel-embedded.service",
         "usr/lib/systemd/system/caramel-embedded.timer",
         "usr/lib/systemd/system/caramel-embedded-wait.service",
+        "usr/lib/systemd/system/caramel-embedded-reload.path",
+        "usr/lib/systemd/system/caramel-embedded-reload.service",
+        "usr/share/caramel-embedded/caramel-reload.sh",
         "etc/init.d/caramel-embedded",
         "etc/default/caramel-embedded",
         "usr/share/caramel-embedded/caramel-ensure.sh",
@@ -282,6 +285,9 @@ def test_buildroot_install(frozen_binary: Path, tmp_path: Path, init: str) -> No
             "usr/lib/systemd/system/caramel-embedded.service",
             "usr/lib/systemd/system/caramel-embedded.timer",
             "usr/lib/systemd/system/caramel-embedded-wait.service",
+            "usr/lib/systemd/system/caramel-embedded-reload.path",
+            "usr/lib/systemd/system/caramel-embedded-reload.service",
+            "usr/share/caramel-embedded/caramel-reload.sh",
         }
     else:
         assert files == common | {

@@ -95,8 +95,9 @@ do_install() {
 # --- Start: the timer under systemd, the init script under sysvinit ---------------------
 inherit systemd update-rc.d
 
-# The timer starts the service; the service has no [Install] of its own.
-SYSTEMD_SERVICE:${PN} = "caramel-embedded.timer"
+# The timer starts the service; the service has no [Install] of its own. The reload path
+# unit reloads nothing until RELOAD_UNITS= is set in /etc/default/caramel-embedded.
+SYSTEMD_SERVICE:${PN} = "caramel-embedded.timer caramel-embedded-reload.path"
 SYSTEMD_AUTO_ENABLE:${PN} = "enable"
 
 INITSCRIPT_NAME = "caramel-embedded"
@@ -107,6 +108,7 @@ INITSCRIPT_PARAMS = "start 95 2 3 4 5 ."
 FILES:${PN} += "\
     ${systemd_system_unitdir}/caramel-embedded.service \
     ${systemd_system_unitdir}/caramel-embedded-wait.service \
+    ${systemd_system_unitdir}/caramel-embedded-reload.service \
     ${libdir}/caramel-embedded \
     ${datadir}/caramel-embedded \
 "
