@@ -2,9 +2,8 @@
 
 This is the one place where errors become exit statuses: ``LockHeldError`` is 1, a request
 waiting for its signature is 69, every other error (ours or unexpected) is 127 with one
-line, never a traceback. It is also the one place where they become ``--status`` words
-(``status=error reason=tls``, ...): one table, ``_REASONS``, so that a script on a device
-can tell a network that does not carry from a CA that is wrong without reading messages.
+line, never a traceback. It also chooses what the ``--status`` line says (``status_line``
+holds its format and the one table of ``reason=`` words).
 
 TERM, INT, HUP, QUIT, USR1, USR2 and ALRM end the invocation at once with 127 (their
 default actions would end it with 128 + the signal's number, or a core dump): the signal
@@ -13,23 +12,20 @@ old or new, complete. The network deadline's own ALRM is told
 apart from a stray one in ``transport``. Imports happen after the handlers are installed,
 so a signal during start-up is answered the same way.
 
-Output that cannot be written never decides the status either: Python exits 120 when its
-own flush of stdout or stderr fails at exit, so the output is flushed here, where a failure
-can still be answered (stdout's text was the product: 127; stderr's were diagnostics: the
-status stays), and a stream that failed is pointed at ``/dev/null`` for that last flush.
+Output that cannot be written never decides the status either (``output`` keeps Python's
+120 away): stdout's text was the product, so its loss is 127; stderr's were diagnostics,
+so the status stays.
 """
 
 from __future__ import annotations
 
-import errno
 import gc
-import io
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, NamedTuple, TextIO, cast
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from caramel_embedded.enrollment import Result
@@ -62,7 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     gc.disable()
     _install_signal_handlers()
-    _stand_in_for_closed_streams()
+    from caramel_embedded import output  # the streams, before anything can write
+
+    output.stand_in_for_closed_streams()
     arguments = sys.argv[1:] if argv is None else argv
     try:
         ending = _main(arguments)
@@ -132,8 +130,10 @@ def _main(argv: Sequence[str]) -> _Ending:
         reporter.notice(str(error))
         return _Ending(EXIT_LOCKED, "locked", None, _facts(known), wanted)
     except CaramelError as error:
+        from caramel_embedded import status_line
+
         reporter.error(_for_administrator(error) if wait_mode else str(error))
-        return _Ending(_ERROR, "error", reason_of(error), _facts(known), wanted)
+        return _Ending(_ERROR, "error", status_line.reason_of(error), _facts(known), wanted)
     except SystemExit as done:  # --help
         return _Ending(0 if done.code in (0, None) else _ERROR, "", None, (), False)
     except BaseException as error:
@@ -148,35 +148,10 @@ def _main(argv: Sequence[str]) -> _Ending:
 _EXIT_STATUS = {"installed": 0, "current": 0, "posted": 69, "pending": 69, "reposted": 69}
 EXIT_LOCKED = 1
 
-# The reason= word of --status for each error class, found along the error's class tree
-# (so TLSError, a NetworkError, says tls, and DeadlineExpired says network). One table.
-_REASONS = {
-    "UsageError": "input",
-    "ClientIdError": "input",
-    "CombinedFileError": "input",
-    "UnusableKeyError": "input",
-    "CACertificateError": "ca",
-    "ClockNotSetError": "clock",
-    "TLSError": "tls",
-    "NetworkError": "network",
-    "ServerAnswerError": "server",
-    "CertificateCheckError": "server",
-    "InterruptedBySignal": "signal",
-    "OutputError": "internal",
-}
-
 
 def exit_status(outcome: str) -> int:
     """The exit status of an outcome, by its name: 0 held, 69 waiting for a signature."""
     return _EXIT_STATUS[outcome]
-
-
-def reason_of(error: BaseException) -> str:
-    """The --status reason of an error: its nearest class in the table, else internal."""
-    for kind in type(error).__mro__:
-        if kind.__name__ in _REASONS:
-            return _REASONS[kind.__name__]
-    return "internal"
 
 
 def _ended(result: Result, known: dict[str, str], wanted: bool | None) -> _Ending:
@@ -205,7 +180,7 @@ def _with_status_line(ending: _Ending, argv: Sequence[str]) -> int:
     wanted = "--status" in argv if ending.status_line is None else ending.status_line
     if not wanted or not ending.status:
         return ending.exit
-    from caramel_embedded import status_line
+    from caramel_embedded import output, status_line
     from caramel_embedded.errors import OutputError
     from caramel_embedded.report import Reporter
 
@@ -213,7 +188,7 @@ def _with_status_line(ending: _Ending, argv: Sequence[str]) -> int:
     if ending.reason is not None:
         fields.append(("reason", ending.reason))
     try:
-        _write_stdout(status_line.render([*fields, *ending.facts]) + "\n")
+        output.write_stdout(status_line.render([*fields, *ending.facts]) + "\n")
     except OutputError as error:
         Reporter().error(str(error))
         return _ERROR
@@ -287,112 +262,31 @@ def _for_administrator(error: CaramelError) -> str:
 
 
 def _parse(argv: Sequence[str]) -> Settings:
-    """The settings; ``--help`` is printed here, where a failure to print it is seen.
+    """The settings; ``--help`` is printed here, where a failure to print it is seen."""
+    from caramel_embedded import options, output
 
-    argparse swallows the errors of its own writes (and prints to stderr if stdout is
-    closed), so it writes into memory, and the text is then written like ``--version``'s.
-    """
-    from caramel_embedded import options
-
-    real_stdout, sys.stdout = sys.stdout, io.StringIO()
-    try:
+    with output.stdout_in_memory():
         return options.parse(argv)
-    finally:
-        text, sys.stdout = sys.stdout.getvalue(), real_stdout
-        if text:
-            _write_stdout(text)
 
 
 def _print(text: str) -> int:
-    _write_stdout(text + "\n")
+    from caramel_embedded import output
+
+    output.write_stdout(text + "\n")
     return 0
 
 
-def _write_stdout(text: str) -> None:
-    from caramel_embedded.errors import OutputError
-
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except (OSError, ValueError) as error:
-        raise OutputError(f"cannot write to stdout: {_why(error)}") from None
-
-
-class _ClosedStream(io.TextIOBase):
-    """Stands in for a standard stream that was closed before the start (Python's None).
-
-    A write to it fails like one to any broken stream (an ``OSError``, not an
-    ``AttributeError`` on None), so a closed stream is one more failure handled as such.
-    """
-
-    lost = False
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        self.lost = True
-        raise OSError(errno.EBADF, "closed")
-
-
-def _stand_in_for_closed_streams() -> None:
-    if sys.stdout is None:
-        sys.stdout = cast(TextIO, _ClosedStream())
-    if sys.stderr is None:
-        sys.stderr = cast(TextIO, _ClosedStream())
-
-
 def _settle_output(status: int) -> int:
-    """Flush stdout and stderr now; the status the run earned, or 127 if stdout's is lost.
+    """The status the run earned, or 127 if stdout's text (the product) was lost."""
+    from caramel_embedded import output
 
-    Each write to stdout was flushed, and its failure reported, where it was made; this is
-    the last word before the interpreter's own flush at exit, which must find nothing left
-    to fail on.
-    """
-    lost = _flush_or_discard(sys.stdout)
+    lost = output.settle()
     if lost is not None and status != _ERROR:
         from caramel_embedded.report import Reporter
 
         Reporter().error(f"cannot write to stdout: {lost}")
-        status = _ERROR
-    _flush_or_discard(sys.stderr)
+        return _ERROR
     return status
-
-
-def _flush_or_discard(stream: TextIO) -> str | None:
-    """Flush ``stream``; if that fails, drop what it holds and say why.
-
-    Its descriptor is pointed at /dev/null and flushed again, so the interpreter's own flush
-    at exit finds nothing to fail on.
-    """
-    if getattr(stream, "lost", False):
-        return "closed"
-    try:
-        stream.flush()
-    except (OSError, ValueError) as error:
-        _point_at_dev_null(stream)
-        return _why(error)
-    return None
-
-
-def _point_at_dev_null(stream: TextIO) -> None:
-    try:
-        dev_null = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(dev_null, stream.fileno())
-        finally:
-            os.close(dev_null)
-        stream.flush()
-    except (OSError, ValueError):  # no /dev/null: let nothing flush this stream at exit
-        for name in ("stdout", "stderr"):
-            if getattr(sys, name) is stream:
-                setattr(sys, name, cast(TextIO, _ClosedStream()))
-
-
-def _why(error: BaseException) -> str:
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    return str(error) or type(error).__name__
 
 
 def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:

@@ -7,7 +7,10 @@ in single quotes as ``sh`` reads them (a ``'`` inside is written ``'\\''``). So 
 key, and ``case " $line " in *" status=installed "*)`` needs no parsing at all.
 
 What goes in is chosen by the command (``cli``) from the outcome and what the run knew:
-never the key, never a message (messages go to stderr), never a proxy's credentials.
+never the key, never a message (messages go to stderr), never a proxy's credentials. The
+``reason=`` word of an error is this module's one table, ``_REASONS``, so that a script on
+a device can tell a network that does not carry from a CA that is wrong without reading
+messages.
 """
 
 from __future__ import annotations
@@ -37,3 +40,29 @@ def render(fields: Iterable[tuple[str, str]]) -> str:
         assert _KEY.fullmatch(key), key  # a key is a shell variable name, always
         words.append(f"{key}={quoted(value)}")
     return " ".join(words)
+
+
+# The reason= word of --status for each error class, found along the error's class tree
+# (so TLSError, a NetworkError, says tls, and DeadlineExpired says network). One table.
+_REASONS = {
+    "UsageError": "input",
+    "ClientIdError": "input",
+    "CombinedFileError": "input",
+    "UnusableKeyError": "input",
+    "CACertificateError": "ca",
+    "ClockNotSetError": "clock",
+    "TLSError": "tls",
+    "NetworkError": "network",
+    "ServerAnswerError": "server",
+    "CertificateCheckError": "server",
+    "InterruptedBySignal": "signal",
+    "OutputError": "internal",
+}
+
+
+def reason_of(error: BaseException) -> str:
+    """The --status reason of an error: its nearest class in the table, else internal."""
+    for kind in type(error).__mro__:
+        if kind.__name__ in _REASONS:
+            return _REASONS[kind.__name__]
+    return "internal"
