@@ -14,7 +14,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----\n[A-Za-z0-9+/=\n]+?-----END \1-----\n")
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN (?P<label>[A-Z ]+)-----\n[A-Za-z0-9+/=\n]+?-----END (?P=label)-----\n"
+)
+
+
+def pem_blocks(data: bytes) -> list[tuple[str, bytes]]:
+    """The PEM blocks of a file, in order, each with its exact bytes (newline included)."""
+    return [(m["label"].decode(), m.group(0)) for m in _PEM_BLOCK.finditer(data)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,20 +46,20 @@ def temporaries(path: Path) -> list[Path]:
 
 def parse_combined(data: bytes) -> Combined:
     """Parse the file strictly; fail the test on anything partial or out of order."""
-    blocks = list(_PEM_BLOCK.finditer(data))
-    assert b"".join(m.group(0) for m in blocks) == data, f"not whole PEM blocks: {data[-80:]!r}"
-    labels = [m.group(1) for m in blocks]
+    blocks = pem_blocks(data)
+    assert b"".join(block for _, block in blocks) == data, f"not whole PEM blocks: {data[-80:]!r}"
+    labels = [label for label, _ in blocks]
     assert labels in (
-        [b"PRIVATE KEY", b"CERTIFICATE REQUEST"],
-        [b"PRIVATE KEY", b"CERTIFICATE", b"CERTIFICATE REQUEST"],
+        ["PRIVATE KEY", "CERTIFICATE REQUEST"],
+        ["PRIVATE KEY", "CERTIFICATE", "CERTIFICATE REQUEST"],
     ), labels
-    key = serialization.load_pem_private_key(blocks[0].group(0), password=None)
+    key = serialization.load_pem_private_key(blocks[0][1], password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
-    request = x509.load_pem_x509_csr(blocks[-1].group(0))
+    request = x509.load_pem_x509_csr(blocks[-1][1])
     assert request.is_signature_valid
     assert request.public_key() == key.public_key()
     certificate = None
     if len(blocks) == 3:
-        certificate = x509.load_pem_x509_certificate(blocks[1].group(0))
+        certificate = x509.load_pem_x509_certificate(blocks[1][1])
         assert certificate.public_key() == key.public_key()
     return Combined(data, key.public_key().public_numbers().n, request, certificate)

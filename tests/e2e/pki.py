@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-import re
 import subprocess
 import tempfile
 import uuid
@@ -22,14 +21,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-_PEM_BLOCK = re.compile(
-    rb"-----BEGIN (?P<label>[A-Z ]+)-----\n[A-Za-z0-9+/=\n]*?-----END (?P=label)-----\n"
-)
+from tests.ca_factory import key_pem
+from tests.combined_check import pem_blocks
 
-
-def pem_blocks(data: bytes) -> list[tuple[str, bytes]]:
-    """The PEM blocks of a file, in order, each with its exact bytes (newline included)."""
-    return [(m["label"].decode(), m.group(0)) for m in _PEM_BLOCK.finditer(data)]
+__all__ = ["key_pem", "pem_blocks"]  # kept here for the e2e modules that use them as pki.*
 
 
 def rsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
@@ -90,15 +85,6 @@ def forge_certificate(
         .sign(ca_key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def key_pem(key: rsa.RSAPrivateKey) -> bytes:
-    """PKCS#8 PEM, the form the combined file holds."""
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
 
 
 def openssl_verify(ca_cert: Path, cert_pem: bytes) -> subprocess.CompletedProcess[str]:
