@@ -6,6 +6,7 @@
 #   make binary [ARCH=x86_64|aarch64|armhf] [CA_CERT=ca.pem]   dist/ARCH/caramel-embedded
 #   make bundle [ARCH=...] [CA_CERT=...]     the one-dir form: dist/ARCH/caramel-embedded-dir/
 #   make bench  start-up, memory and disk figures of package, binary and bundle vs curl
+#   make fleet  1,000 devices against one real Caramel behind nginx: bytes, CPU, capacity
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -151,3 +152,4 @@ clean:
 # Targets kept beside what they build: ARM roots and test-arm, firmware installation.
 -include build/arm.mk
 -include firmware-integration/install.mk
+-include bench/fleet.mk

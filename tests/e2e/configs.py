@@ -25,6 +25,7 @@ _LOG_FORMAT_FIELDS = {
     "status": "$status",
     "body_bytes_sent": "$body_bytes_sent",
     "bytes_sent": "$bytes_sent",
+    "request_length": "$request_length",
     "client_verify": "$ssl_client_verify",
     "client_subject": "$ssl_client_s_dn",
     "client_serial": "$ssl_client_serial",
