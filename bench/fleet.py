@@ -29,7 +29,6 @@ headers not). Server CPU is read from /proc/PID/stat of pserve and nginx's worke
 from __future__ import annotations
 
 import argparse
-import asyncio
 import concurrent.futures
 import contextlib
 import email.utils
@@ -44,7 +43,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -59,10 +57,17 @@ from tests.command import clean_environment, client_command  # noqa: E402
 from tests.e2e.harness import CaramelStack  # noqa: E402
 from tests.e2e.pki import CombinedFile  # noqa: E402
 from tests.e2e.processes import Service, start_service  # noqa: E402
+from tests.e2e.relay import Relay  # noqa: E402
 
 TIMER = REPO / "firmware-integration" / "systemd" / "caramel-embedded.timer"
 CLIENT_TIMEOUT = 30  # the client's own default bound on its network work
 DEADLINE_SECONDS = 14 * 60  # the whole run stops itself before 15 minutes
+# The fleet is cut to what fits in the deadline at the pace measured on the first devices'
+# enrolment: a check costs about this share of an enrolment (no key to make, no POST).
+PROBE_DEVICES = 40
+CHECK_TO_ENROL = 0.6
+# Kept for what does not scale with the rounds: signing, re-signing, restarts, the report.
+RESERVE_SECONDS = 90
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -111,76 +116,6 @@ def read_schedule(path: Path = TIMER) -> Schedule:
         randomized_delay=_seconds(settings.get("RandomizedDelaySec", "0")),
         accuracy=_seconds(settings.get("AccuracySec", "1min")),
     )
-
-
-# --------------------------------------------------------------------------------------
-# Counting what crosses the wire
-
-
-class CountingRelay:
-    """A TCP relay on loopback that counts the bytes each way (TLS records included).
-
-    The devices connect here instead of to nginx: the counts are what a metered link
-    carries above TCP. It runs an asyncio loop in a thread of its own.
-    """
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.up = 0
-        self.down = 0
-        self.connections = 0
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> CountingRelay:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the counting relay did not start")
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    def snapshot(self) -> tuple[int, int, int]:
-        return self.up, self.down, self.connections
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=512)
-        )
-        self.port = server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self._loop.run_forever()
-        server.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, up: bool) -> None:
-            try:
-                while chunk := await src.read(65536):
-                    if up:
-                        self.up += len(chunk)
-                    else:
-                        self.down += len(chunk)
-                    dst.write(chunk)
-                    await dst.drain()
-            except OSError:
-                pass
-            finally:
-                with contextlib.suppress(OSError):
-                    dst.close()
-
-        await asyncio.gather(pump(reader, up_writer, True), pump(up_reader, writer, False))
 
 
 # --------------------------------------------------------------------------------------
@@ -272,7 +207,7 @@ class Fleet:
     """The devices, the stack, and what each round measured."""
 
     stack: CaramelStack
-    relay: CountingRelay
+    relay: Relay
     root: Path
     ids: list[str]
     parallel: int
@@ -291,7 +226,7 @@ class Fleet:
             str(self.stack.ca_cert),
             "--timeout",
             str(CLIENT_TIMEOUT),
-            f"https://127.0.0.1:{self.relay.port}",
+            self.relay.url,
             client_id,
         ]
         try:
@@ -371,6 +306,18 @@ def autosign_all(stack: CaramelStack, count: int, deadline: float) -> float:
         raise TimeoutError(f"caramel_autosign signed {signed} of {count} in time")
     finally:
         service.stop()
+
+
+def devices_that_fit(probe: Round, remaining: float, checks_per_day: int, sample: int) -> int:
+    """How many devices the rest of the run can carry at the pace the probe measured.
+
+    Per device: the rest of its enrolment, the install, and the first check of each of
+    the two simulated days; plus the sample's unchanged checks.
+    """
+    per_enrol = probe.seconds / probe.checks
+    per_check = per_enrol * CHECK_TO_ENROL
+    unchanged = 2 * (checks_per_day - 1) * sample * per_check
+    return int(max(0.0, remaining - unchanged) / (per_enrol + 3 * per_check))
 
 
 # --------------------------------------------------------------------------------------
@@ -537,6 +484,7 @@ def report(
     held: float | None,
     steps: list[Step],
     started: float,
+    cut: str,
 ) -> None:
     """The table and what it extrapolates, each extrapolation marked ``[x]``."""
     n_checks = schedule.checks_per_day
@@ -622,6 +570,8 @@ def report(
         f"all alike) standing for the day's other {n_checks - 1:.0f}. [x] rows scale the "
         "measured per-check figures to the real day."
     )
+    if cut:
+        say(f"- {cut} (the per-device and per-check figures do not depend on the count)")
     say(f"- caramel_autosign signed {devices} requests in {sign_seconds:.1f} s")
     say(f"- caramel_tool --refresh re-signed {devices} certificates in {resign}")
     cap = (
@@ -664,7 +614,8 @@ def report(
 # --------------------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line; bounds keep a typo from starting 50,000 processes."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--parallel", type=int, default=6, help="clients at a time")
@@ -676,26 +627,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--ramp-seconds", type=float, default=60, help="time budget of the ramp")
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
+    parser.add_argument(
+        "--no-fit",
+        dest="fit",
+        action="store_false",
+        help="run every device even if the run then stops at its deadline",
+    )
     args = parser.parse_args(argv)
     if args.checks_per_day < 2 or not 1 <= args.devices <= 5000 or not 1 <= args.parallel <= 64:
         parser.error("--checks-per-day >= 2, 1 <= --devices <= 5000, 1 <= --parallel <= 64")
 
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     started = time.monotonic()
     deadline = started + DEADLINE_SECONDS
     schedule = read_schedule()
     root = Path(tempfile.mkdtemp(prefix="caramel-fleet-"))
     say(f"fleet: {args.devices} devices, files under {root}")
     try:
-        with CaramelStack() as stack, CountingRelay(stack.ports.mtls) as relay:
+        with CaramelStack() as stack, Relay(stack.ports.mtls) as relay:
             say(f"stack up in {time.monotonic() - started:.1f} s (Caramel 1.9.6, nginx)")
             ids = [
                 str(uuid.uuid5(uuid.NAMESPACE_DNS, f"device-{i}.fleet"))
                 for i in range(args.devices)
             ]
+            cut = ""
             fleet = Fleet(stack, relay, root, ids, args.parallel, deadline)
-            fleet.run_round("enrol: key, request, POST")
-            sign_seconds = autosign_all(stack, args.devices, deadline)
-            say(f"  caramel_autosign: {args.devices} signed in {sign_seconds:.1f} s")
+            probe = fleet.run_round(
+                "enrol: key, request, POST", ids[:PROBE_DEVICES] if args.fit else ids
+            )
+            if args.fit:
+                remaining = deadline - time.monotonic() - RESERVE_SECONDS - args.ramp_seconds
+                fits = devices_that_fit(probe, remaining, args.checks_per_day, args.sample)
+                if fits < len(ids):
+                    ids = ids[: max(PROBE_DEVICES, fits)]
+                    fleet.ids = ids
+                    cut = (
+                        f"at this machine's measured pace ({probe.checks / probe.seconds:.1f} "
+                        f"enrolments/s, {args.parallel} at a time) {args.devices} devices do "
+                        f"not fit in 15 minutes: the fleet is cut to {len(ids)}"
+                    )
+                    say(f"  {cut}")
+                if len(ids) > PROBE_DEVICES:
+                    fleet.run_round("enrol: the others", ids[PROBE_DEVICES:])
+            sign_seconds = autosign_all(stack, len(ids), deadline)
+            say(f"  caramel_autosign: {len(ids)} signed in {sign_seconds:.1f} s")
             fleet.run_round("install the first certificate")
             refresh_seconds: list[tuple[float, float]] = []
             by_mode: dict[bool, list[Round]] = {}
@@ -732,6 +711,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 held=held,
                 steps=steps,
                 started=started,
+                cut=cut,
             )
     finally:
         if not args.keep:

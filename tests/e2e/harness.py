@@ -100,9 +100,12 @@ class CaramelStack:
         lm_cache_seconds: int = LM_CACHE_SECONDS,
         keep: bool = False,
         conditional: bool = False,
+        ca_subject: tuple[tuple[str, str], ...] = CA_SUBJECT_ANSWERS,
     ) -> None:
         self._given_workdir = workdir
         self.conditional = conditional
+        # caramel_ca's answers (C, ST, L, O, OU): a second CA differs in OU, say.
+        self.ca_subject = ca_subject
         self._keep = keep
         self.lm_cache_seconds = lm_cache_seconds
         # Set by start(); removed by close() only if start() made it.
@@ -241,7 +244,7 @@ class CaramelStack:
     def _make_ca(self) -> None:
         """caramel_ca prompts for C, ST, L, O, OU on stdin and exits 0 even when it refuses
         (existing files, missing settings), so success is judged by its files."""
-        answers = "".join(value + "\n" for _, value in CA_SUBJECT_ANSWERS)
+        answers = "".join(value + "\n" for _, value in self.ca_subject)
         done = self._run_setup(["caramel_ca", str(self.ini)], "caramel_ca", stdin=answers)
         if not (self.ca_cert.is_file() and self.ca_key.is_file()):
             raise HarnessError(f"caramel_ca made no CA:\n{done.stdout}{done.stderr}")
