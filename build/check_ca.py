@@ -3,8 +3,9 @@
     python build/check_ca.py CA_CERT OUTPUT_PEM     (run with the repository on PYTHONPATH)
 
 The certificate is read by the client's own reader (``caramel_embedded.trust.parse``), so
-the binary is sure to accept what it carries; the copy is its one canonical PEM block. A
-certificate that is not a CA, or is already expired, is refused: a firmware image with it
+the binary is sure to accept what it carries (the reader refuses a certificate that is not
+a CA); the copy is its one canonical PEM block. A certificate that is not a CA, or is
+already expired, is refused: a firmware image with it
 could never enroll a device, and nobody would learn why until the devices shipped. Prints
 the SHA-256 fingerprint (the one ``--version`` shows) on stdout; exit 1 with one line on
 stderr otherwise.
@@ -18,9 +19,8 @@ from pathlib import Path
 
 
 def check(ca_path: Path, output: Path) -> str:
-    """The fingerprint of the CA at ``ca_path``, after writing its canonical PEM to output."""
-    from cryptography import x509
-
+    """The fingerprints of the CA(s) at ``ca_path`` (comma-separated for a bundle), after
+    writing their canonical PEM to output."""
     from caramel_embedded import trust
     from caramel_embedded.errors import CACertificateError
 
@@ -28,16 +28,10 @@ def check(ca_path: Path, output: Path) -> str:
         anchor = trust.load(ca_path)
     except CACertificateError as error:
         raise SystemExit(f"check_ca.py: {error}") from None
-    try:
-        constraints = x509.load_der_x509_certificate(
-            anchor.certificate_der
-        ).extensions.get_extension_for_class(x509.BasicConstraints)
-    except (ValueError, x509.ExtensionNotFound):
-        constraints = None
-    if constraints is None or not constraints.value.ca:
-        raise SystemExit(f"check_ca.py: {ca_path}: not a CA certificate (basicConstraints CA)")
-    if datetime.now(UTC) >= anchor.facts.not_after:
-        raise SystemExit(f"check_ca.py: {ca_path}: expired on {anchor.facts.not_after:%Y-%m-%d}")
+    for ca in anchor.certificates:  # a bundle: each, since an image lives for years
+        if datetime.now(UTC) >= ca.facts.not_after:
+            ended = f"{ca.facts.not_after:%Y-%m-%d}"
+            raise SystemExit(f"check_ca.py: {ca_path}: {ca.subject_text} expired on {ended}")
     output.write_bytes(anchor.pem)
     return anchor.sha256_fingerprint
 

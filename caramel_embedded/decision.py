@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from caramel_embedded import der, pem
 from caramel_embedded.httpdate import format_http_date, parse_http_date
-from caramel_embedded.state import LocalState
+from caramel_embedded.state import LocalState, ProvisionedKey
 
 _HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
@@ -121,11 +121,13 @@ def plan_request(state: LocalState, now: datetime) -> RequestPlan:
     """Show the installed certificate, and ask "modified since?", only while it is valid.
 
     An expired certificate is never shown (nginx answers 400 to one) and never used as a
-    validator: a 304 must not keep an expired certificate in place.
+    validator: a 304 must not keep an expired certificate in place. An older certificate
+    that waits for the held request's (the client id or CA changed) is shown, since it still
+    identifies the device, but it validates nothing at the new request's URL.
     """
     valid = state.certificate is not None and state.certificate.is_valid_at(now)
     since = None
-    if valid and state.file_mtime is not None:
+    if valid and state.certificate_answers_request and state.file_mtime is not None:
         since = format_http_date(state.file_mtime)
     return RequestPlan(state.request_sha256, valid, since)
 
@@ -215,6 +217,19 @@ def describe(answer: ServerAnswer, method: str) -> str:
     if not detail or detail in line:
         return line
     return f"{line}: {detail}"
+
+
+def needs_new_request(
+    state: LocalState | ProvisionedKey, ca_subject: der.Name, client_id: str
+) -> bool:
+    """Whether the held key needs a request made (and accepted) before anything is asked.
+
+    A provisioned key has none yet; a held request may name another client id or CA. Either
+    way the key stays: the new request is posted first and written once it is accepted.
+    """
+    if isinstance(state, ProvisionedKey):
+        return True
+    return not request_subject_matches(state.request_subject, ca_subject, client_id)
 
 
 def request_subject_matches(request: der.Name, ca_subject: der.Name, client_id: str) -> bool:

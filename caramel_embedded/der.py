@@ -19,11 +19,14 @@ _OID = 0x06
 _UTC_TIME = 0x17
 _GENERALIZED_TIME = 0x18
 _EXPLICIT_0 = 0xA0
+_EXPLICIT_3 = 0xA3
+_BOOLEAN = 0x01
 _STRING_TAGS = {0x0C, 0x13, 0x14, 0x16, 0x1A, 0x1E}  # UTF8, Printable, T61, IA5, Visible, BMP
 
 _OCTET_STRING = 0x04
 OID_COMMON_NAME = bytes([0x55, 0x04, 0x03])
 OID_RSA_ENCRYPTION = bytes([0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01])
+OID_BASIC_CONSTRAINTS = bytes([0x55, 0x1D, 0x13])
 
 
 class DERError(ValueError):
@@ -64,12 +67,7 @@ def common_name(name: Name) -> str | None:
 
 def certificate_facts(der: bytes) -> CertificateFacts:
     """Validity and names of an X.509 certificate."""
-    certificate = _only(der, _SEQUENCE)
-    tbs = _children(_first(certificate, _SEQUENCE))
-    if tbs and tbs[0][0] == _EXPLICIT_0:
-        tbs = tbs[1:]
-    if len(tbs) < 6 or tbs[0][0] != _INTEGER:
-        raise DERError("not a certificate")
+    tbs = _tbs_fields(der)
     issuer, validity, subject = tbs[2], tbs[3], tbs[4]
     times = _children(_expect(validity, _SEQUENCE))
     if len(times) != 2:
@@ -80,6 +78,31 @@ def certificate_facts(der: bytes) -> CertificateFacts:
         issuer=_name(issuer),
         subject=_name(subject),
     )
+
+
+def is_ca_certificate(der: bytes) -> bool:
+    """Whether the certificate's basicConstraints extension says CA:TRUE.
+
+    A trust anchor must be a CA: a leaf (the server's own certificate, say) given as the CA
+    would otherwise become the subject of our request and the issuer we check against.
+    No extension, or an extension without the flag, means not a CA (RFC 5280 4.2.1.9).
+    """
+    extensions = [field for field in _tbs_fields(der)[6:] if field[0] == _EXPLICIT_3]
+    if not extensions:
+        return False
+    for extension in _children(_only(extensions[0][1], _SEQUENCE)):
+        fields = _children(_expect(extension, _SEQUENCE))
+        if not fields or fields[0] != (_OID, OID_BASIC_CONSTRAINTS):
+            continue
+        value = _expect(fields[-1], _OCTET_STRING)
+        constraints = _children(_only(value, _SEQUENCE))
+        if not constraints or constraints[0][0] != _BOOLEAN:
+            return False  # cA absent: DEFAULT FALSE
+        flag = constraints[0][1]
+        if len(flag) != 1:
+            raise DERError("bad boolean in basicConstraints")
+        return flag != b"\x00"
+    return False
 
 
 def request_subject(der: bytes) -> Name:
@@ -104,7 +127,19 @@ def check_rsa_pkcs8(der: bytes) -> None:
 
 # --- the reader ------------------------------------------------------------------------
 
+
 _TLV = tuple[int, bytes]
+
+
+def _tbs_fields(der: bytes) -> list[_TLV]:
+    """The fields of a certificate's TBSCertificate from the serial number on."""
+    certificate = _only(der, _SEQUENCE)
+    tbs = _children(_first(certificate, _SEQUENCE))
+    if tbs and tbs[0][0] == _EXPLICIT_0:
+        tbs = tbs[1:]
+    if len(tbs) < 6 or tbs[0][0] != _INTEGER:
+        raise DERError("not a certificate")
+    return tbs
 
 
 def _read(data: bytes, offset: int) -> tuple[int, bytes, int]:

@@ -17,7 +17,13 @@ from caramel_embedded.decision import ExitStatus
 from caramel_embedded.errors import CaramelError, InterruptedBySignal, ServerAnswerError
 from caramel_embedded.options import Settings
 from caramel_embedded.report import Reporter
-from caramel_embedded.state import CorruptFileError, LocalState, compose, parse
+from caramel_embedded.state import (
+    CorruptFileError,
+    LocalState,
+    ProvisionedKey,
+    compose,
+    parse,
+)
 
 if TYPE_CHECKING:
     from caramel_embedded.transport import CaramelServer
@@ -88,21 +94,19 @@ class _Invocation:
                 f"{self.settings.file} could not be parsed ({error}); kept it as {aside} "
                 "and made a new key"
             )
-            return self._enroll(key_der=None, set_aside_as=aside, note=note)
+            return self._enroll(set_aside_as=aside, note=note)
 
-    def _run_with(self, state: LocalState | None) -> Outcome:
+    def _run_with(self, state: LocalState | ProvisionedKey | None) -> Outcome:
         """Raises ``CorruptFileError`` when the key turns out unusable on the way."""
         if state is None:
             self.reporter.progress(f"no key in {self.settings.file}: making one")
-            return self._enroll(key_der=None)
+            return self._enroll()
         if self.handle.apply_ownership():
             self.reporter.progress("owner or mode of the combined file corrected")
-        if not decision.request_subject_matches(
-            state.request_subject, self.anchor.facts.subject, self.identity
-        ):
-            note = "the request named another client id or CA: made a new one for the same key"
-            return self._enroll(key_der=state.key_der, note=note)
         try:
+            if decision.needs_new_request(state, self.anchor.facts.subject, self.identity):
+                return self._request_anew(state)
+            assert isinstance(state, LocalState)
             return self._ask(state)
         finally:
             self._close_server()
@@ -131,10 +135,11 @@ class _Invocation:
         if isinstance(action, decision.Post):
             return self._post(state)
         if isinstance(action, decision.StartOver):
+            self._close_server()  # it may have shown the certificate that is wiped now
             note = (
                 "the CA rejected our request: wiped key, certificate and request, made a new key"
             )
-            return self._enroll(key_der=None, note=note)
+            return self._enroll(note=note)
         raise ServerAnswerError(action.message)
 
     def _install(self, state: LocalState, action: decision.Install) -> Outcome:
@@ -142,7 +147,7 @@ class _Invocation:
 
         pki.check_issued_certificate(
             action.certificate_der,
-            self.anchor.certificate_der,
+            [ca.certificate_der for ca in self.anchor.certificates],
             state.key_der,
             self.identity,
             self.now,
@@ -156,36 +161,66 @@ class _Invocation:
         )
         return Outcome(ExitStatus.OK)
 
-    def _enroll(
-        self, key_der: bytes | None, set_aside_as: Path | None = None, note: str | None = None
-    ) -> Outcome:
-        """Write a (new key and) new request, then post it; the key is on disk before."""
+    def _enroll(self, set_aside_as: Path | None = None, note: str | None = None) -> Outcome:
+        """Write a new key and its request, then post it: the key is on disk before.
+
+        The one case where a run that ends in 127 has written: a posted key must never be
+        lost, so it stays when the post fails.
+        """
         from caramel_embedded import pki
 
-        if key_der is None:
-            self.reporter.progress(f"generating an RSA {self.settings.key_bits}-bit key")
-            key_der = pki.new_private_key(self.settings.key_bits)
+        self.reporter.progress(f"generating an RSA {self.settings.key_bits}-bit key")
+        key_der = pki.new_private_key(self.settings.key_bits)
         request_der = pki.new_request(key_der, self.anchor.certificate_der, self.identity)
         content = compose(key_der, request_der)
         self.handle.replace(content, set_aside_as=set_aside_as)
-        state = parse(content)
-        assert state is not None
+        failure = None if note is None else f"before that: {note}; its request is not posted yet"
         try:
-            return self._post(state, note)
+            return self._post(_parsed(content), note, failure)
         finally:
             self._close_server()
 
-    def _post(self, state: LocalState, note: str | None = None) -> Outcome:
+    def _request_anew(self, state: LocalState | ProvisionedKey) -> Outcome:
+        """Post a request for the held key; write it only once the server has accepted it.
+
+        Until then the file keeps its bytes: a wrong CA or an unreachable server costs the
+        device nothing, and an installed certificate stays in the file, usable, until the
+        new request's certificate replaces it. A run killed between the post and the write
+        loses nothing: the same key and subject give the same request bytes (an RSA PKCS#1
+        v1.5 signature is deterministic), which the next run posts as a duplicate.
+        """
+        from caramel_embedded import pki
+
+        request_der = pki.new_request(state.key_der, self.anchor.certificate_der, self.identity)
+        if isinstance(state, ProvisionedKey):
+            self.reporter.progress("the file holds a provisioned key: made its request")
+            certificate_der, note = None, None
+            failure = "the provisioned key's request was not accepted; the file is unchanged"
+        else:
+            certificate_der = state.certificate_der
+            note = "the request named another client id or CA: posted a new one for the same key"
+            if certificate_der is not None:
+                note += " (the installed certificate stays until its replacement is signed)"
+            failure = "a new request for the same key was not accepted; the file is unchanged"
+        content = compose(state.key_der, request_der, certificate_der)
+        outcome = self._post(_parsed(content), note, failure)
+        self.handle.replace(content)
+        return outcome
+
+    def _post(
+        self, state: LocalState, note: str | None = None, failure: str | None = None
+    ) -> Outcome:
+        """POST the held request; 69 once accepted, else the error with ``failure`` added."""
         server = self._connect()
         self.reporter.progress(f"POST {state.request_sha256[:16]}…")
         try:
             answer = server.post_request(state.request_sha256, state.request_pem)
         except CaramelError as error:
-            raise _with_note(error, note) from None
+            raise _with_note(error, failure) from None
         self.reporter.progress(f"server answered {answer.status} {answer.reason}")
         action = decision.after_post(answer)
         if isinstance(action, decision.Fail):
-            raise _with_note(ServerAnswerError(action.message), note)
+            raise _with_note(ServerAnswerError(action.message), failure)
         if note is None:
             return Outcome(ExitStatus.WAITING)
         return Outcome(ExitStatus.WAITING, f"{note}; posted its request, waiting for a signature")
@@ -211,7 +246,14 @@ class _Invocation:
 
 
 def _with_note(error: CaramelError, note: str | None) -> CaramelError:
-    """The same error, its line extended by what was done before it (a set-aside file)."""
+    """The same error, its line extended by what the run did or kept before it failed."""
     if note is not None and not isinstance(error, InterruptedBySignal):
-        error.args = (f"{error} (before that: {note}; its request is not posted yet)",)
+        error.args = (f"{error} ({note})",)
     return error
+
+
+def _parsed(content: bytes) -> LocalState:
+    """The state of content we just composed (always key, [certificate,] request)."""
+    state = parse(content)
+    assert isinstance(state, LocalState)
+    return state

@@ -217,6 +217,7 @@ def version_text() -> str:
     except CACertificateError as error:
         lines.append(f"embedded CA: unusable ({error})")
     else:
-        lines.append(f"embedded CA: {anchor.subject_text}")
-        lines.append(f"embedded CA SHA-256: {anchor.sha256_fingerprint}")
+        for ca in anchor.certificates:  # a bundle names every CA, the request's first
+            lines.append(f"embedded CA: {ca.subject_text}")
+            lines.append(f"embedded CA SHA-256: {ca.sha256_fingerprint}")
     return "\n".join(lines)

@@ -6,6 +6,7 @@ check): the X.509 layer costs a cold start about 50 ms that the unchanged path s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from cryptography import x509
@@ -62,24 +63,25 @@ def new_request(key_der: bytes, ca_certificate_der: bytes, client_id: str) -> by
 
 def check_issued_certificate(
     certificate_der: bytes,
-    ca_certificate_der: bytes,
+    ca_certificates_der: Sequence[bytes],
     key_der: bytes,
     client_id: str,
     now: datetime,
 ) -> None:
-    """Refuse a certificate that is not ours to install; say why in one line."""
+    """Refuse a certificate that is not ours to install; say why in one line.
+
+    Any CA of the bundle may have signed it: during a rollover the server switches to the
+    new CA while devices still name the old one first.
+    """
     try:
         certificate = x509.load_der_x509_certificate(certificate_der)
     except ValueError as error:
         raise CertificateCheckError(f"server sent an unreadable certificate: {error}") from None
-    ca_certificate = x509.load_der_x509_certificate(ca_certificate_der)
-    try:
-        certificate.verify_directly_issued_by(ca_certificate)
-    except (ValueError, TypeError, InvalidSignature):
+    if not any(_issued_by(certificate, ca_der) for ca_der in ca_certificates_der):
         raise CertificateCheckError(
             "server sent a certificate not signed by the CA "
             f"(issuer {certificate.issuer.rfc4514_string()})"
-        ) from None
+        )
     if certificate.public_key() != _load_rsa_key(key_der).public_key():
         raise CertificateCheckError("server sent a certificate for another key")
     names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
@@ -93,6 +95,14 @@ def check_issued_certificate(
         raise CertificateCheckError(
             f"server sent a certificate that expired on {expired:%Y-%m-%d %H:%M:%S} UTC"
         )
+
+
+def _issued_by(certificate: x509.Certificate, ca_certificate_der: bytes) -> bool:
+    try:
+        certificate.verify_directly_issued_by(x509.load_der_x509_certificate(ca_certificate_der))
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def _load_rsa_key(key_der: bytes) -> rsa.RSAPrivateKey:

@@ -3,6 +3,8 @@
 The combined file is one PEM file: ``PRIVATE KEY`` (PKCS#8), then ``CERTIFICATE`` once one
 is issued, then ``CERTIFICATE REQUEST``. Parsing is strict because we are its only writer:
 anything else means the file was damaged, and a damaged file is set aside, never trusted.
+The one other layout we accept is a ``PRIVATE KEY`` alone, written at manufacture: that key
+is the device's, and gets its request instead of being replaced.
 """
 
 from __future__ import annotations
@@ -32,6 +34,16 @@ class LocalState(NamedTuple):
     file_mtime: int | None = None
 
     @property
+    def certificate_answers_request(self) -> bool:
+        """Whether the installed certificate was issued for the held request.
+
+        Not so while an older certificate (for another client id or CA) waits for the new
+        request's certificate to replace it: it is still shown while valid, but it is no
+        validator for the new request's URL.
+        """
+        return self.certificate is not None and self.certificate.subject == self.request_subject
+
+    @property
     def request_pem(self) -> bytes:
         return pem.encode(pem.CERTIFICATE_REQUEST, self.request_der)
 
@@ -39,6 +51,12 @@ class LocalState(NamedTuple):
     def request_sha256(self) -> str:
         """The request's URL on the server: the SHA-256 of the exact PEM bytes we post."""
         return hashlib.sha256(self.request_pem).hexdigest()
+
+
+class ProvisionedKey(NamedTuple):
+    """A file holding only an RSA key, written at manufacture: it needs its request."""
+
+    key_der: bytes
 
 
 def compose(key_der: bytes, request_der: bytes, certificate_der: bytes | None = None) -> bytes:
@@ -50,7 +68,7 @@ def compose(key_der: bytes, request_der: bytes, certificate_der: bytes | None = 
     return b"".join(parts)
 
 
-def parse(data: bytes, file_mtime: int | None = None) -> LocalState | None:
+def parse(data: bytes, file_mtime: int | None = None) -> LocalState | ProvisionedKey | None:
     """The state held in ``data``; None for an empty file (a first run killed early)."""
     if not data:
         return None
@@ -59,6 +77,12 @@ def parse(data: bytes, file_mtime: int | None = None) -> LocalState | None:
     except pem.PEMError as error:
         raise CorruptFileError(str(error)) from None
     labels = [block.label for block in blocks]
+    if labels == [pem.PRIVATE_KEY]:
+        try:
+            der.check_rsa_pkcs8(blocks[0].der)
+        except der.DERError as error:
+            raise CorruptFileError(str(error)) from None
+        return ProvisionedKey(blocks[0].der)
     if labels == [pem.PRIVATE_KEY, pem.CERTIFICATE_REQUEST]:
         key, request, certificate = blocks[0], blocks[1], None
     elif labels == [pem.PRIVATE_KEY, pem.CERTIFICATE, pem.CERTIFICATE_REQUEST]:

@@ -28,11 +28,9 @@ _SHORT_NAMES = {
 }
 
 
-class TrustAnchor(NamedTuple):
-    """The CA certificate as PEM (for TLS), DER (for checks) and its parsed facts."""
+class CACertificate(NamedTuple):
+    """One CA certificate: DER (for checks) and its parsed facts."""
 
-    source: str
-    pem: bytes
     certificate_der: bytes
     facts: der.CertificateFacts
 
@@ -44,6 +42,36 @@ class TrustAnchor(NamedTuple):
     @property
     def subject_text(self) -> str:
         return format_name(self.facts.subject)
+
+
+class TrustAnchor(NamedTuple):
+    """The CA certificates, in the file's order: a bundle, so that a fleet can move to a
+    new CA without stranding a device (ship old + new, switch the server, ship new alone).
+
+    Every one is a trust anchor, for the server's TLS certificate and for the issued
+    certificate; the first names the request's subject (``certificate_der``, ``facts``).
+    ``pem`` holds them all, as OpenSSL writes them, for the TLS context.
+    """
+
+    source: str
+    pem: bytes
+    certificates: tuple[CACertificate, ...]
+
+    @property
+    def certificate_der(self) -> bytes:
+        return self.certificates[0].certificate_der
+
+    @property
+    def facts(self) -> der.CertificateFacts:
+        return self.certificates[0].facts
+
+    @property
+    def sha256_fingerprint(self) -> str:
+        return ",".join(ca.sha256_fingerprint for ca in self.certificates)
+
+    @property
+    def subject_text(self) -> str:
+        return "; ".join(ca.subject_text for ca in self.certificates)
 
 
 def format_name(name: der.Name) -> str:
@@ -75,31 +103,47 @@ def load(path: Path | None) -> TrustAnchor:
 
 
 def parse(data: bytes, source: str) -> TrustAnchor:
-    """Exactly one PEM certificate whose structure we can read."""
+    """One or more PEM certificates, nothing else, each readable and each a CA's."""
     if len(data) > _MAX_CA_BYTES:
         raise CACertificateError(f"{source}: too large to be a CA certificate")
     try:
         blocks = pem.decode_all(data)
     except pem.PEMError:
         blocks = []
-    if len(blocks) != 1 or blocks[0].label != pem.CERTIFICATE:
-        raise CACertificateError(f"{source}: not one PEM certificate")
+    if not blocks or any(block.label != pem.CERTIFICATE for block in blocks):
+        raise CACertificateError(f"{source}: not one PEM certificate or a bundle of them")
+    certificates = tuple(_ca_certificate(block.der, source) for block in blocks)
+    return TrustAnchor(source, b"".join(block.encode() for block in blocks), certificates)
+
+
+def _ca_certificate(certificate_der: bytes, source: str) -> CACertificate:
     try:
-        facts = der.certificate_facts(blocks[0].der)
+        facts = der.certificate_facts(certificate_der)
+        is_ca = der.is_ca_certificate(certificate_der)
     except der.DERError as error:
         raise CACertificateError(f"{source}: not a readable certificate ({error})") from None
-    return TrustAnchor(source, blocks[0].encode(), blocks[0].der, facts)
+    if not is_ca:
+        raise CACertificateError(
+            f"{source}: not a CA certificate (basicConstraints CA:TRUE is required; "
+            f"{format_name(facts.subject)} is a leaf, such as a server's or a device's)"
+        )
+    return CACertificate(certificate_der, facts)
 
 
 def check_clock(anchor: TrustAnchor, now: datetime) -> None:
-    """A clock before the CA's birth is an unset clock, not a TLS puzzle."""
-    if now < anchor.facts.not_before:
+    """A clock before every CA's birth is an unset clock, not a TLS puzzle.
+
+    In a bundle, one CA that has expired (the old one of a rollover) or is not valid yet
+    verifies nothing but harms nothing; the bundle is refused only when every one has
+    expired, since a device can then never enroll.
+    """
+    if all(now < ca.facts.not_before for ca in anchor.certificates):
+        first = min(ca.facts.not_before for ca in anchor.certificates)
         raise ClockNotSetError(
             f"the system clock ({now:%Y-%m-%d %H:%M:%S} UTC) is earlier than the CA "
-            f"certificate's notBefore ({anchor.facts.not_before:%Y-%m-%d %H:%M:%S} UTC): "
+            f"certificate's notBefore ({first:%Y-%m-%d %H:%M:%S} UTC): "
             "the clock is not set (no RTC or no NTP yet)"
         )
-    if now >= anchor.facts.not_after:
-        raise CACertificateError(
-            f"{anchor.source}: expired on {anchor.facts.not_after:%Y-%m-%d %H:%M:%S} UTC"
-        )
+    if all(now >= ca.facts.not_after for ca in anchor.certificates):
+        last = max(ca.facts.not_after for ca in anchor.certificates)
+        raise CACertificateError(f"{anchor.source}: expired on {last:%Y-%m-%d %H:%M:%S} UTC")

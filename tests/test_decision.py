@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,8 +20,8 @@ from caramel_embedded.decision import (
     StartOver,
     Wait,
 )
-from caramel_embedded.state import LocalState, compose, parse
-from tests.ca_factory import make_authority, name, new_key
+from caramel_embedded.state import LocalState, ProvisionedKey, compose, parse
+from tests.ca_factory import make_authority, new_key
 from tests.conftest import CLIENT_ID
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -28,13 +29,16 @@ AUTHORITY = make_authority(key_slot=1, not_before=NOW - dt.timedelta(days=30))
 KEY = new_key(2)
 
 
-def _certificate_der(not_before: dt.datetime, not_after: dt.datetime) -> bytes:
+def _certificate_der(
+    not_before: dt.datetime, not_after: dt.datetime, client_id: str = CLIENT_ID
+) -> bytes:
+    """A certificate as Caramel issues it: the request's subject, our key."""
     from cryptography.hazmat.primitives.serialization import Encoding
-    from cryptography.x509.oid import NameOID
 
-    certificate = AUTHORITY.issue(
-        KEY.public_key(), name(((NameOID.COMMON_NAME, CLIENT_ID),)), not_before, not_after
-    )
+    from caramel_embedded import pki
+
+    subject = pki.request_subject(AUTHORITY.certificate.public_bytes(Encoding.DER), client_id)
+    certificate = AUTHORITY.issue(KEY.public_key(), subject, not_before, not_after)
     return certificate.public_bytes(Encoding.DER)
 
 
@@ -62,6 +66,9 @@ NEWER = _certificate_der(NOW, NOW + dt.timedelta(hours=48))
 PENDING = _state(None)
 INSTALLED = _state(VALID)
 INSTALLED_EXPIRED = _state(EXPIRED)
+# The client id changed: the file holds the new request and the older id's certificate.
+OLDER_ID = _certificate_der(NOW - dt.timedelta(hours=1), NOW + dt.timedelta(hours=47), "old-id")
+WAITING_FOR_REPLACEMENT = _state(OLDER_ID)
 LAST_MODIFIED = "Mon, 01 Jun 2026 11:00:00 GMT"
 
 
@@ -79,6 +86,7 @@ def plan_for(state: LocalState) -> RequestPlan:
         pytest.param(PENDING, False, None, id="no-certificate"),
         pytest.param(INSTALLED, True, "Thu, 28 May 2026 20:26:40 GMT", id="valid-certificate"),
         pytest.param(INSTALLED_EXPIRED, False, None, id="expired-never-shown-nor-conditional"),
+        pytest.param(WAITING_FOR_REPLACEMENT, True, None, id="older-certificate-shown-not-asked"),
     ],
 )
 def test_request_plan(state: LocalState, present: bool, since: str | None) -> None:
@@ -129,6 +137,16 @@ def test_request_plan(state: LocalState, present: bool, since: str | None) -> No
             Install(VALID, None, der.certificate_facts(VALID)),
             id="200-ignores-bad-last-modified",
         ),
+        pytest.param(
+            WAITING_FOR_REPLACEMENT,
+            answer(200, pem.encode("CERTIFICATE", VALID)),
+            Install(VALID, None, der.certificate_facts(VALID)),
+            id="200-replaces-the-older-certificate",
+        ),
+        pytest.param(WAITING_FOR_REPLACEMENT, answer(202), Wait(), id="202-keeps-the-older"),
+        pytest.param(
+            WAITING_FOR_REPLACEMENT, answer(403), StartOver(), id="403-wipes-the-older-too"
+        ),
     ],
 )
 def test_after_get(state: LocalState, server_answer: ServerAnswer, expected: object) -> None:
@@ -140,6 +158,9 @@ def test_after_get(state: LocalState, server_answer: ServerAnswer, expected: obj
     [
         pytest.param(PENDING, answer(304), "not conditional", id="304-unasked"),
         pytest.param(INSTALLED_EXPIRED, answer(304), "not conditional", id="304-for-expired"),
+        pytest.param(
+            WAITING_FOR_REPLACEMENT, answer(304), "not conditional", id="304-for-the-older"
+        ),
         pytest.param(PENDING, answer(200, b"hello"), "exactly one PEM", id="200-not-pem"),
         pytest.param(
             PENDING,
@@ -225,6 +246,19 @@ def test_request_subject_must_name_this_device_under_this_ca() -> None:
     assert decision.request_subject_matches(PENDING.request_subject, ca_subject, CLIENT_ID)
     assert not decision.request_subject_matches(PENDING.request_subject, ca_subject, "other")
     assert not decision.request_subject_matches(PENDING.request_subject, ca_subject[1:], CLIENT_ID)
+
+
+def test_a_provisioned_key_or_another_request_needs_a_new_request() -> None:
+    ca_subject = der.certificate_facts(AUTHORITY.certificate.public_bytes(Encoding.DER)).subject
+    assert not decision.needs_new_request(PENDING, ca_subject, CLIENT_ID)
+    assert decision.needs_new_request(PENDING, ca_subject, "other")
+    assert decision.needs_new_request(ProvisionedKey(PENDING.key_der), ca_subject, CLIENT_ID)
+
+
+def test_certificate_answers_request_only_for_its_own_subject() -> None:
+    assert INSTALLED.certificate_answers_request
+    assert not WAITING_FOR_REPLACEMENT.certificate_answers_request
+    assert not PENDING.certificate_answers_request
 
 
 _STATUS_OF = {Keep: 0, Install: 0, Wait: 69, Post: 69, StartOver: 69, Fail: 127}

@@ -81,9 +81,64 @@ def test_request_subject_agrees_with_cryptography() -> None:
     assert [a.value for a in parsed] == ["SE", "Ünïcode-ok"]
 
 
+def _self_signed(*extensions: tuple[x509.ExtensionType, bool]) -> x509.Certificate:
+    """A certificate of AUTHORITY's key with exactly these extensions (none: X.509 v1-like)."""
+    from cryptography.hazmat.primitives import hashes
+
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(AUTHORITY.certificate.subject)
+        .issuer_name(AUTHORITY.certificate.subject)
+        .public_key(AUTHORITY.key.public_key())
+        .serial_number(7)
+        .not_valid_before(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+        .not_valid_after(dt.datetime(2036, 1, 1, tzinfo=dt.UTC))
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(AUTHORITY.key, hashes.SHA256())
+
+
+_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True, content_commitment=False, key_encipherment=False,
+    data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+    encipher_only=False, decipher_only=False,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("certificate", "is_ca"),
+    [
+        pytest.param(AUTHORITY.certificate, True, id="ca-true-critical"),
+        pytest.param(
+            _self_signed(
+                (_KEY_USAGE, True), (x509.BasicConstraints(ca=True, path_length=0), False)
+            ),
+            True,
+            id="ca-true-with-path-length-after-another-extension",
+        ),
+        pytest.param(
+            AUTHORITY.issue(new_key(3).public_key(), name(((NameOID.COMMON_NAME, "leaf"),))),
+            False,
+            id="leaf-ca-false",
+        ),
+        pytest.param(_self_signed(), False, id="no-extensions"),
+        pytest.param(_self_signed((_KEY_USAGE, True)), False, id="no-basic-constraints"),
+    ],
+)
+def test_ca_flag_agrees_with_cryptography(certificate: x509.Certificate, is_ca: bool) -> None:
+    try:
+        expected = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        expected = False
+    assert expected is is_ca
+    assert der.is_ca_certificate(_der(certificate)) is is_ca
+
+
 @given(st.binary(max_size=400))
 def test_der_reader_rejects_garbage_cleanly(data: bytes) -> None:
-    for reader in (der.certificate_facts, der.request_subject, der.check_rsa_pkcs8):
+    readers = (der.certificate_facts, der.request_subject, der.check_rsa_pkcs8)
+    for reader in (*readers, der.is_ca_certificate):
         with contextlib.suppress(der.DERError):
             reader(data)
 

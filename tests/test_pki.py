@@ -50,6 +50,15 @@ def test_request_pem_is_what_openssl_writes(key_der: bytes, tmp_path: Path) -> N
     assert verified.returncode == 0, verified.stderr
 
 
+def test_the_same_key_and_subject_give_the_same_request_bytes(key_der: bytes) -> None:
+    """A run killed between posting a new request and writing it loses nothing: the next
+    run makes the same bytes (an RSA PKCS#1 v1.5 signature is deterministic), so the same
+    URL, and the server calls its post a duplicate."""
+    first = pki.new_request(key_der, CA_DER, "dev-7")
+    assert pki.new_request(key_der, CA_DER, "dev-7") == first
+    assert pki.new_request(key_der, CA_DER, "dev-8") != first
+
+
 def test_request_subject_is_cas_with_cn_replaced_in_order(key_der: bytes) -> None:
     request = x509.load_der_x509_csr(pki.new_request(key_der, CA_DER, "dev-7"))
     expected = [(oid, "dev-7" if oid == NameOID.COMMON_NAME else v) for oid, v in FLEET_SUBJECT]
@@ -78,7 +87,17 @@ def _issue(key_der: bytes, **overrides: object) -> bytes:
 
 
 def test_a_good_certificate_passes(key_der: bytes) -> None:
-    pki.check_issued_certificate(_issue(key_der), CA_DER, key_der, "dev-7", NOW)
+    pki.check_issued_certificate(_issue(key_der), [CA_DER], key_der, "dev-7", NOW)
+
+
+def test_any_ca_of_a_bundle_may_have_signed_it(key_der: bytes) -> None:
+    """A rollover: the device names the old CA first, the server signs with the new one."""
+    new_ca = make_authority(key_slot=5)
+    new_der = new_ca.certificate.public_bytes(serialization.Encoding.DER)
+    issued = _issue(key_der, authority=new_ca)
+    pki.check_issued_certificate(issued, [CA_DER, new_der], key_der, "dev-7", NOW)
+    with pytest.raises(CertificateCheckError, match="not signed by the CA"):
+        pki.check_issued_certificate(issued, [CA_DER], key_der, "dev-7", NOW)
 
 
 @pytest.mark.parametrize(
@@ -101,4 +120,4 @@ def test_certificates_we_must_not_install(
     key_der: bytes, overrides: dict[str, object], reason: str
 ) -> None:
     with pytest.raises(CertificateCheckError, match=reason):
-        pki.check_issued_certificate(_issue(key_der, **overrides), CA_DER, key_der, "dev-7", NOW)
+        pki.check_issued_certificate(_issue(key_der, **overrides), [CA_DER], key_der, "dev-7", NOW)

@@ -415,7 +415,7 @@ def test_changed_client_id_posts_a_new_request_for_the_same_key(
     assert result.returncode == 69
     assert "another client id" in result.stderr
     assert key_of(client.file) == key
-    assert blocks(client.file) == ["PRIVATE KEY", "CERTIFICATE REQUEST"]
+    assert blocks(client.file) == ["PRIVATE KEY", "CERTIFICATE", "CERTIFICATE REQUEST"]
     names = {e.csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
              for e in signer.entries.values()}  # fmt: skip
     assert names == {CLIENT_ID, "device-0002"}

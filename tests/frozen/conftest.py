@@ -110,8 +110,20 @@ def binary() -> Binary:
 
 
 @pytest.fixture(scope="session")
-def ca_binary(binary: Binary, ca_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Binary:
-    """The same sources frozen again, with the test session's CA embedded."""
+def embedded_bundle(ca_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's CA, then a fleet's next CA: a rollover bundle, as firmware ships it."""
+    from tests.ca_factory import make_authority
+
+    bundle = tmp_path_factory.mktemp("bundle") / "fleet-cas.pem"
+    bundle.write_bytes(ca_file.read_bytes() + make_authority(key_slot=5).pem)
+    return bundle
+
+
+@pytest.fixture(scope="session")
+def ca_binary(
+    binary: Binary, embedded_bundle: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Binary:
+    """The same sources frozen again, with the session's CA (and a next one) embedded."""
     dist = tmp_path_factory.mktemp("dist-with-ca")
     built = freeze(
         "--arch",
@@ -119,7 +131,7 @@ def ca_binary(binary: Binary, ca_file: Path, tmp_path_factory: pytest.TempPathFa
         "--form",
         "onefile",
         "--ca-cert",
-        str(ca_file),
+        str(embedded_bundle),
         "--dist",
         str(dist),
         epoch=binary.info["source_date_epoch"],

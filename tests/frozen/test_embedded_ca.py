@@ -30,18 +30,23 @@ def run(binary: Binary, *arguments: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_version_names_the_embedded_ca_and_its_fingerprint(
-    ca_binary: Binary, ca_file: Path
+def test_version_names_every_embedded_ca_and_its_fingerprint(
+    ca_binary: Binary, embedded_bundle: Path
 ) -> None:
-    anchor = trust.parse(ca_file.read_bytes(), "test CA")
+    anchor = trust.parse(embedded_bundle.read_bytes(), "test CAs")
+    first, second = anchor.certificates
     result = run(ca_binary, "--version")
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout.splitlines() == [
         f"caramel-embedded {ca_binary.info['version']}",
-        f"embedded CA: {anchor.subject_text}",
-        f"embedded CA SHA-256: {anchor.sha256_fingerprint}",
+        f"embedded CA: {first.subject_text}",
+        f"embedded CA SHA-256: {first.sha256_fingerprint}",
+        f"embedded CA: {second.subject_text}",
+        f"embedded CA SHA-256: {second.sha256_fingerprint}",
     ]
-    assert ca_binary.info["embedded_ca_sha256"] == anchor.sha256_fingerprint
+    assert ca_binary.info["embedded_ca_sha256"] == (
+        f"{first.sha256_fingerprint},{second.sha256_fingerprint}"
+    )
 
 
 def test_version_without_an_embedded_ca_says_so(binary: Binary) -> None:
