@@ -63,9 +63,10 @@ TIMER = REPO / "firmware-integration" / "systemd" / "caramel-embedded.timer"
 CLIENT_TIMEOUT = 30  # the client's own default bound on its network work
 DEADLINE_SECONDS = 14 * 60  # the whole run stops itself before 15 minutes
 # The fleet is cut to what fits in the deadline at the pace measured on the first devices'
-# enrolment: a check costs about this share of an enrolment (no key to make, no POST).
+# enrolment, then of each round: a check costs about this share of an enrolment (on an idle
+# machine half, no key to make; on a loaded one nearly as much).
 PROBE_DEVICES = 40
-CHECK_TO_ENROL = 0.6
+CHECK_TO_ENROL = 1.0
 # Kept for what does not scale with the rounds: signing, re-signing, restarts, the report.
 RESERVE_SECONDS = 90
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -213,6 +214,7 @@ class Fleet:
     parallel: int
     deadline: float
     rounds: list[Round] = field(default_factory=list)
+    cuts: list[str] = field(default_factory=list)
 
     def file(self, client_id: str) -> Path:
         return self.root / client_id / "client.pem"
@@ -242,6 +244,26 @@ class Fleet:
         except subprocess.TimeoutExpired:
             return -1
         return done.returncode
+
+    def refit(self, runs_per_device: float, other_runs: float, reserve: float) -> None:
+        """Cut the fleet to what the time left carries at the last round's pace.
+
+        ``runs_per_device``: client runs still to come per device (in units of the last
+        round's runs); ``other_runs``: runs that do not scale with the fleet (the sample).
+        The devices cut sit out the rest of the run; per-check figures do not change.
+        """
+        last = self.rounds[-1]
+        per_run = last.seconds / last.checks
+        left = self.deadline - time.monotonic() - reserve - other_runs * per_run
+        fits = max(PROBE_DEVICES, int(left / (runs_per_device * per_run)))
+        if fits < len(self.ids):
+            self.cuts.append(
+                f"at the pace of round {last.name!r} ({last.checks / last.seconds:.1f} runs/s, "
+                f"{self.parallel} at a time) {len(self.ids)} devices do not fit in the "
+                f"15 minutes: the fleet is cut to {fits}"
+            )
+            say(f"  {self.cuts[-1]}")
+            self.ids = self.ids[:fits]
 
     def run_round(self, name: str, ids: list[str] | None = None) -> Round:
         """Every device (or the ``ids`` given) checks once, at most ``parallel`` at a time."""
@@ -306,18 +328,6 @@ def autosign_all(stack: CaramelStack, count: int, deadline: float) -> float:
         raise TimeoutError(f"caramel_autosign signed {signed} of {count} in time")
     finally:
         service.stop()
-
-
-def devices_that_fit(probe: Round, remaining: float, checks_per_day: int, sample: int) -> int:
-    """How many devices the rest of the run can carry at the pace the probe measured.
-
-    Per device: the rest of its enrolment, the install, and the first check of each of
-    the two simulated days; plus the sample's unchanged checks.
-    """
-    per_enrol = probe.seconds / probe.checks
-    per_check = per_enrol * CHECK_TO_ENROL
-    unchanged = 2 * (checks_per_day - 1) * sample * per_check
-    return int(max(0.0, remaining - unchanged) / (per_enrol + 3 * per_check))
 
 
 # --------------------------------------------------------------------------------------
@@ -484,7 +494,6 @@ def report(
     held: float | None,
     steps: list[Step],
     started: float,
-    cut: str,
 ) -> None:
     """The table and what it extrapolates, each extrapolation marked ``[x]``."""
     n_checks = schedule.checks_per_day
@@ -570,7 +579,7 @@ def report(
         f"all alike) standing for the day's other {n_checks - 1:.0f}. [x] rows scale the "
         "measured per-check figures to the real day."
     )
-    if cut:
+    for cut in fleet.cuts:
         say(f"- {cut} (the per-device and per-check figures do not depend on the count)")
     say(f"- caramel_autosign signed {devices} requests in {sign_seconds:.1f} s")
     say(f"- caramel_tool --refresh re-signed {devices} certificates in {resign}")
@@ -654,31 +663,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 str(uuid.uuid5(uuid.NAMESPACE_DNS, f"device-{i}.fleet"))
                 for i in range(args.devices)
             ]
-            cut = ""
             fleet = Fleet(stack, relay, root, ids, args.parallel, deadline)
-            probe = fleet.run_round(
-                "enrol: key, request, POST", ids[:PROBE_DEVICES] if args.fit else ids
-            )
+            reserve = RESERVE_SECONDS + args.ramp_seconds
+            unchanged = 2 * (args.checks_per_day - 1) * args.sample
             if args.fit:
-                remaining = deadline - time.monotonic() - RESERVE_SECONDS - args.ramp_seconds
-                fits = devices_that_fit(probe, remaining, args.checks_per_day, args.sample)
-                if fits < len(ids):
-                    ids = ids[: max(PROBE_DEVICES, fits)]
-                    fleet.ids = ids
-                    cut = (
-                        f"at this machine's measured pace ({probe.checks / probe.seconds:.1f} "
-                        f"enrolments/s, {args.parallel} at a time) {args.devices} devices do "
-                        f"not fit in 15 minutes: the fleet is cut to {len(ids)}"
-                    )
-                    say(f"  {cut}")
-                if len(ids) > PROBE_DEVICES:
-                    fleet.run_round("enrol: the others", ids[PROBE_DEVICES:])
-            sign_seconds = autosign_all(stack, len(ids), deadline)
-            say(f"  caramel_autosign: {len(ids)} signed in {sign_seconds:.1f} s")
+                fleet.run_round("enrol: key, request, POST", ids[:PROBE_DEVICES])
+                # Per device still to come: its enrolment (the probe's pace) and three
+                # checks (install, a new certificate on each simulated day).
+                fleet.refit(1 + 3 * CHECK_TO_ENROL, unchanged * CHECK_TO_ENROL, reserve)
+                if len(fleet.ids) > PROBE_DEVICES:
+                    fleet.run_round("enrol: the others", fleet.ids[PROBE_DEVICES:])
+            else:
+                fleet.run_round("enrol: key, request, POST")
+            sign_seconds = autosign_all(stack, len(fleet.ids), deadline)
+            say(f"  caramel_autosign: {len(fleet.ids)} signed in {sign_seconds:.1f} s")
             fleet.run_round("install the first certificate")
             refresh_seconds: list[tuple[float, float]] = []
             by_mode: dict[bool, list[Round]] = {}
             for conditional in (False, True):
+                if args.fit:  # at the pace of the last round, checks this time
+                    fleet.refit(1 if conditional else 2, unchanged / (1 + conditional), reserve)
                 stack.set_conditional(conditional)
                 mode = "filter" if conditional else "plain"
                 # Two signatures of one request in one second look the same to Caramel.
@@ -689,17 +693,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 say(f"  caramel_tool --refresh ({mode}): {refresh_seconds[-1][0]:.1f} s")
                 # The first check after a re-signing fetches the new certificate: the whole
                 # fleet. The unchanged ones are alike for every device: a sample of it.
-                sample = ids[: args.sample]
+                sample = fleet.ids[: args.sample]
                 by_mode[conditional] = [
                     fleet.run_round(
                         f"{mode}: check {n + 1}/{args.checks_per_day}"
                         + (" (new cert.)" if n == 0 else f" (unchanged, {len(sample)})"),
-                        ids if n == 0 else sample,
+                        fleet.ids if n == 0 else sample,
                     )
                     for n in range(args.checks_per_day)
                 ]
             say("ramp of load (filter on, If-Modified-Since current: 304s):")
-            steps, held = ramp(fleet, ids[0], min(args.ramp_seconds, deadline - time.monotonic()))
+            steps, held = ramp(
+                fleet, ids[0], min(args.ramp_seconds, deadline - time.monotonic() - 20)
+            )
             report(
                 args=args,
                 fleet=fleet,
@@ -711,7 +717,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 held=held,
                 steps=steps,
                 started=started,
-                cut=cut,
             )
     finally:
         if not args.keep:
