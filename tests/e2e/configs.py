@@ -64,7 +64,9 @@ def caramel_ini(directory: Path, ports: Ports, conditional: bool = False) -> str
 
     ``check_same_thread=false``: ``caramel_tool --refresh`` signs in worker threads with
     objects from the main thread's SQLite connection; without it every refresh fails (and
-    still exits 0). waitress trusts X-Forwarded-Proto from nginx on loopback, so the URLs
+    still exits 0). ``timeout=30``: its 16 threads wait for SQLite's one writer up to 30 s
+    instead of the default 5 (on a loaded machine, re-signing 1,000 certificates hit the 5 s
+    with "database is locked"). waitress trusts X-Forwarded-Proto from nginx on loopback, so the URLs
     Caramel puts in its JSON answers say https and the front's address.
     """
     conditional_filter = (
@@ -77,7 +79,7 @@ def caramel_ini(directory: Path, ports: Ports, conditional: bool = False) -> str
     return f"""\
 [app:main]
 use = egg:caramel
-sqlalchemy.url = sqlite:///{directory}/caramel.sqlite?check_same_thread=false
+sqlalchemy.url = sqlite:///{directory}/caramel.sqlite?check_same_thread=false&timeout=30
 ca.cert = {directory}/ca/caramel.ca.cert
 ca.key = {directory}/ca/caramel.ca.key
 lifetime.short = 48
