@@ -66,8 +66,8 @@ def caramel_ini(directory: Path, ports: Ports, conditional: bool = False) -> str
     objects from the main thread's SQLite connection; without it every refresh fails (and
     still exits 0). ``timeout=30``: its 16 threads wait for SQLite's one writer up to 30 s
     instead of the default 5 (on a loaded machine, re-signing 1,000 certificates hit the 5 s
-    with "database is locked"). waitress trusts X-Forwarded-Proto from nginx on loopback, so the URLs
-    Caramel puts in its JSON answers say https and the front's address.
+    with "database is locked"). waitress trusts X-Forwarded-Proto from nginx on loopback,
+    so the URLs Caramel puts in its JSON answers say https and the front's address.
     """
     conditional_filter = (
         "filter-with = conditional\n\n"
