@@ -716,7 +716,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 by_mode[conditional] = [
                     fleet.run_round(
                         f"{mode}: check {n + 1}/{args.checks_per_day}"
-                        + (" (new cert.)" if n == 0 else f" (unchanged, {len(sample)})"),
+                        + (" (new cert.)" if n == 0 else f" (unchanged, {len(sample)} dev.)"),
                         fleet.ids if n == 0 else sample,
                     )
                     for n in range(args.checks_per_day)
