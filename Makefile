@@ -33,7 +33,8 @@ FREEZE_INPUTS := $(wildcard caramel_embedded/*.py) build/freeze.sh build/caramel
 # CARAMEL_EMBEDDED_CMD cannot change what they test. Every other file (process-level,
 # real-server, and any new one) runs in both passes; tests/frozen only in the binary pass.
 PACKAGE_ONLY_TESTS := tests/test_lean_path.py tests/test_decision.py tests/test_parsers.py \
-	tests/test_client_id.py tests/test_pki.py tests/test_combined_file.py tests/test_report.py
+	tests/test_client_id.py tests/test_pki.py tests/test_combined_file.py tests/test_report.py \
+	tests/test_operator_filter.py
 # Passes of their own, with their own targets: the ARM builds under emulation (build/arm.mk).
 OTHER_PASSES := tests/arm
 
