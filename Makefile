@@ -29,12 +29,10 @@ TEST_BINARY := $(TEST_DIST)/caramel-embedded
 TEST_BUNDLE := $(TEST_DIST)/caramel-embedded-dir/caramel-embedded
 FREEZE_INPUTS := $(wildcard caramel_embedded/*.py) build/freeze.sh build/caramel-embedded.spec \
 	build/check_ca.py build/elf_report.py build/requirements.lock build/backend.lock
-# Test files that exercise modules in-process only: the binary pass leaves them out, since
-# CARAMEL_EMBEDDED_CMD cannot change what they test. Every other file (process-level,
-# real-server, and any new one) runs in both passes; tests/frozen only in the binary pass.
-PACKAGE_ONLY_TESTS := tests/test_lean_path.py tests/test_decision.py tests/test_parsers.py \
-	tests/test_client_id.py tests/test_pki.py tests/test_combined_file.py tests/test_report.py \
-	tests/test_operator_filter.py
+# Where a test runs is said by the test: `pytest.mark.in_process` marks the tests of modules
+# in this process (the package pass only: CARAMEL_EMBEDDED_CMD cannot change them);
+# `pytest.mark.arm` the process-level tests that the ARM pass runs too (build/arm.mk);
+# tests/frozen and tests/firmware need the frozen binary (the binary pass only).
 # Passes of their own, with their own targets: the ARM builds under emulation (build/arm.mk).
 OTHER_PASSES := tests/arm
 
@@ -70,13 +68,13 @@ test-package: venv system-deps
 test-binary: venv system-deps $(TEST_BINARY) $(TEST_BUNDLE)
 	$(BUILD_PYTHON) build/elf_report.py $(TEST_BINARY)
 	CARAMEL_EMBEDDED_CMD=$(abspath $(TEST_BINARY)) \
-		$(BIN)/python -m pytest -q $(addprefix --ignore=,$(PACKAGE_ONLY_TESTS) $(OTHER_PASSES)) tests
+		$(BIN)/python -m pytest -q -m "not in_process" $(addprefix --ignore=,$(OTHER_PASSES)) tests
 
 # The same suites against the one-dir bundle (not part of `make test`, to keep it short).
 test-bundle: venv system-deps $(TEST_BUNDLE)
 	CARAMEL_EMBEDDED_CMD=$(abspath $(TEST_BUNDLE)) \
 		$(BIN)/python -m pytest -q \
-		$(addprefix --ignore=,$(PACKAGE_ONLY_TESTS) $(OTHER_PASSES) tests/frozen) tests
+		-m "not in_process" $(addprefix --ignore=,$(OTHER_PASSES) tests/frozen) tests
 
 BUILD_PYTHON := .cache/build-venv-$(HOST_ARCH)/bin/python
 
@@ -107,7 +105,7 @@ trim-report: venv system-deps $(TEST_BUNDLE)
 	rm -f $(TRIM_LOG)
 	CARAMEL_EMBEDDED_CMD="$(abspath $(BIN)/python) $(abspath build/unused_modules.py) --record \
 		$(abspath $(TRIM_LOG))" $(BIN)/python -m pytest -q \
-		$(addprefix --ignore=,$(PACKAGE_ONLY_TESTS) $(OTHER_PASSES) tests/frozen) tests || true
+		-m "not in_process" $(addprefix --ignore=,$(OTHER_PASSES) tests/frozen) tests || true
 	$(BIN)/python build/unused_modules.py --report $(TRIM_LOG) \
 		build/work/$(HOST_ARCH)/onedir/caramel-embedded
 

@@ -17,15 +17,13 @@
 ARM_ARCHES  := aarch64 armhf
 ARM_SCRIPTS := build/arm-lib.sh build/rootfs.sh build/glibc-root.sh build/freeze-in-root.sh
 
-# The ARM pass: exit statuses (options and usage, every server answer), the combined file
-# (its format, a corrupt, empty or foreign file, symlink, mode and owner), the lock, the
-# signals, and the real-server lifecycle. `-m "not slow"` leaves out the 32-process lock
-# race, which measures the machine more than the binary under emulation.
-ARM_SUITE := tests/test_options.py tests/test_protocol.py tests/test_local_input.py \
-	tests/test_concurrency.py tests/test_signals.py \
-	tests/e2e/test_lifecycle.py tests/e2e/test_expired_certificate.py \
-	tests/arm
-ARM_PYTEST_FLAGS = -q -m "not slow" -p no:cacheprovider \
+# The ARM pass runs the tests marked `arm` (pytest.mark.arm: exit statuses, every server
+# answer, the combined file and a failed run that changes nothing, the lock, the signals,
+# the real-server lifecycle) and tests/arm (the binary and the bundle in the glibc-only
+# root under chroot, the glibc floor, reproducible bytes). `-m "not slow"` leaves out the
+# 32-process lock race, which measures the machine more than the binary under emulation.
+ARM_SUITE := tests --ignore=tests/frozen --ignore=tests/firmware
+ARM_PYTEST_FLAGS = -q -m "arm and not slow" -p no:cacheprovider \
 	--basetemp=$(or $(TMPDIR),/tmp)/caramel-embedded-test-arm-$*
 
 .PHONY: test-arm $(addprefix test-arm-,$(ARM_ARCHES)) arm-root arm-glibc-root

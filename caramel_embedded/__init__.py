@@ -1,12 +1,42 @@
-"""caramel-embedded: a one-shot Caramel certificate client for embedded devices.
+"""caramel-embedded: a Caramel certificate client, as a command and as a library.
 
-One invocation makes sure the device holds a private key and a certificate signed by a
-Caramel CA, never blocks, never loops, and reports the outcome as an exit status (see
-``ExitStatus``). Importing the package is cheap on purpose: every invocation on a device is
-a cold start, so heavy modules (cryptography, urllib3) are imported only by the code paths
-that need them.
+The command (``caramel-embedded``, ``python -m caramel_embedded``) is a one-shot for
+devices: it keeps a key and certificate in one file and reports in its exit status. The
+library serves apps that keep their key in a key-chain: bytes in, bytes out, nothing
+written to disk, safe to call from threads::
+
+    from caramel_embedded import CaramelError, Credentials, Status, refresh
+
+    held = Credentials.from_bytes(blob) if blob else None
+    result = refresh(held, server="https://ca.example.com", client_id=str(uuid.uuid4()),
+                     ca_pem=CA_PEM, timeout=10.0, wait=5.0)
+    keychain.store(result.credentials.to_bytes())
+    if result.status is Status.WAITING: ...  # ask again later
+
+Importing the package is cheap on purpose: every run of the command on a device is a cold
+start, so the library's names are loaded only when first used.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
+__all__ = ["CaramelError", "Credentials", "Result", "Status", "refresh"]
+
+if TYPE_CHECKING:
+    from caramel_embedded.errors import CaramelError
+    from caramel_embedded.library import Credentials, Result, Status, refresh
+
+
+def __getattr__(name: str) -> object:
+    """The public names, imported on first use (PEP 562)."""
+    if name == "CaramelError":
+        from caramel_embedded.errors import CaramelError
+
+        return CaramelError
+    if name in ("Credentials", "Result", "Status", "refresh"):
+        from caramel_embedded import library
+
+        return getattr(library, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,9 +1,10 @@
 """The decision core: from what we hold and what the server said to what we do next.
 
-Nothing here touches a socket, a file or the clock; the invocation module does the I/O and
-asks these functions what follows. Every answer maps to exactly one action, and every
-action to exactly one exit status, so "any server answer gives 0, 1, 69 or 127" is a
-property of these few functions.
+Nothing here touches a socket, a file or the clock; the core (``enrollment``) carries the
+actions out and the shells around it do the I/O. What is held maps to one local action
+(``before_asking``), every answer to exactly one action, and every action to exactly one
+named ``Outcome`` (the command alone turns outcomes into exit numbers), so "any server
+answer gives 0, 1, 69 or 127" is a property of these few functions.
 
 The records here and across the package are NamedTuples, not dataclasses: immutable all
 the same, but defining them costs no ``inspect`` import and no ``exec`` per class at
@@ -18,20 +19,26 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import NamedTuple
 
-from caramel_embedded import der, pem
+from caramel_embedded import der, pem, subject
 from caramel_embedded.httpdate import format_http_date, parse_http_date
 from caramel_embedded.state import LocalState, ProvisionedKey
 
 _HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
-class ExitStatus(enum.IntEnum):
-    """The whole API for callers."""
+class Outcome(enum.Enum):
+    """How one pass ended, by name; the faces (command, library) say it in their terms."""
 
-    OK = 0  # installed, or the installed certificate is still current
-    LOCKED = 1  # another invocation holds the lock
-    WAITING = 69  # the request waits for a signature
-    ERROR = 127  # anything else
+    INSTALLED = "installed"  # a new certificate is held
+    CURRENT = "current"  # the held certificate is still the server's
+    POSTED = "posted"  # a request was posted: a new key's, a held key's new one, or again
+    PENDING = "pending"  # the server knows the request and has not signed it
+    REPOSTED = "reposted"  # the server rejected the request: a new key's request posted
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the request still waits for a signature."""
+        return self not in (Outcome.INSTALLED, Outcome.CURRENT)
 
 
 class ServerAnswer(NamedTuple):
@@ -115,6 +122,67 @@ class Fail(NamedTuple):
 
 
 Action = Keep | Install | Wait | Post | StartOver | Fail
+
+
+# --- before asking: what the held state needs --------------------------------------------
+
+
+class Corrupt(NamedTuple):
+    """A combined file that is not what we write: set aside whole, never trusted."""
+
+    reason: str
+
+
+class Enroll(NamedTuple):
+    """No usable key: make one and its request, keep both, then post (the key first)."""
+
+    set_aside: str | None = None  # why the held file is set aside, if there was one
+
+
+class RequestAnew(NamedTuple):
+    """The held key needs a request for this client id and CA: post it, keep it once accepted."""
+
+    provisioned: bool  # the file held a key alone, written at manufacture
+
+
+class Ask(_Bare):
+    """The held request is this device's under this CA: ask the server for its certificate."""
+
+
+LocalAction = Enroll | RequestAnew | Ask
+LocalHeld = LocalState | ProvisionedKey | Corrupt | None
+
+
+def before_asking(held: LocalHeld, ca_subject: der.Name, client_id: str) -> LocalAction:
+    """What the held state needs before the server is asked for a certificate.
+
+    A provisioned key, or a request for another client id or CA, keeps its key: the new
+    request is posted first and written once accepted, so a wrong CA or an unreachable
+    server costs nothing. Only no key at all, or a damaged file, makes a new key.
+    """
+    if held is None:
+        return Enroll()
+    if isinstance(held, Corrupt):
+        return Enroll(set_aside=held.reason)
+    if isinstance(held, ProvisionedKey):
+        return RequestAnew(provisioned=True)
+    if not request_subject_matches(held.request_subject, ca_subject, client_id):
+        return RequestAnew(provisioned=False)
+    return Ask()
+
+
+def outcome_of(action: Keep | Install | Wait | Post | StartOver) -> Outcome:
+    """The outcome once ``action`` (what followed the GET) has been carried out."""
+    return _OUTCOME_OF[type(action)]
+
+
+_OUTCOME_OF: dict[type, Outcome] = {
+    Keep: Outcome.CURRENT,
+    Install: Outcome.INSTALLED,
+    Wait: Outcome.PENDING,
+    Post: Outcome.POSTED,
+    StartOver: Outcome.REPOSTED,
+}
 
 
 def plan_request(state: LocalState, now: datetime) -> RequestPlan:
@@ -219,28 +287,16 @@ def describe(answer: ServerAnswer, method: str) -> str:
     return f"{line}: {detail}"
 
 
-def needs_new_request(
-    state: LocalState | ProvisionedKey, ca_subject: der.Name, client_id: str
-) -> bool:
-    """Whether the held key needs a request made (and accepted) before anything is asked.
-
-    A provisioned key has none yet; a held request may name another client id or CA. Either
-    way the key stays: the new request is posted first and written once it is accepted.
-    """
-    if isinstance(state, ProvisionedKey):
-        return True
-    return not request_subject_matches(state.request_subject, ca_subject, client_id)
-
-
 def request_subject_matches(request: der.Name, ca_subject: der.Name, client_id: str) -> bool:
     """Whether the held request still names this device under this CA.
 
     A changed client id (another MAC, a new serial source) or a new CA in the firmware
     would otherwise leave the device asking forever for a certificate it cannot get.
     """
-    expected = [
-        der.Attribute(a.oid, client_id) if a.oid == der.OID_COMMON_NAME else a for a in ca_subject
-    ]
-    if der.common_name(ca_subject) is None:
-        expected.append(der.Attribute(der.OID_COMMON_NAME, client_id))
-    return tuple(expected) == request
+    expected = subject.request_subject(
+        [[attribute] for attribute in ca_subject],
+        client_id,
+        is_common_name=lambda attribute: attribute.oid == der.OID_COMMON_NAME,
+        common_name=lambda value: der.Attribute(der.OID_COMMON_NAME, value),
+    )
+    return tuple(attribute for rdn in expected for attribute in rdn) == request

@@ -6,9 +6,18 @@ what to do. The CLI prints ``caramel-embedded: <message>`` and nothing else.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CaramelError(Exception):
-    """Base of every error the client reports; ends the invocation with 127."""
+    """Base of every error the client reports; ends the invocation with 127.
+
+    ``credentials``: set by the library when the failed call made a new key and kept it
+    with its request before posting (the post may have reached the server): the caller
+    keeps these instead of what it passed in. None otherwise.
+    """
+
+    credentials: Any = None
 
 
 class UsageError(CaramelError):
@@ -31,6 +40,10 @@ class CombinedFileError(CaramelError):
     """The combined key + certificate file cannot be used (a directory, a symlink, I/O)."""
 
 
+class UnusableKeyError(CaramelError):
+    """The held key, or the key and certificate together, cannot be used (a damaged file)."""
+
+
 class LockHeldError(CaramelError):
     """Another invocation holds the lock on the combined file; ends with 1, not 127."""
 
@@ -47,8 +60,12 @@ class CertificateCheckError(CaramelError):
     """The server sent a certificate that we must not install."""
 
 
+class OutputError(CaramelError):
+    """stdout cannot be written: what ``--version`` or ``--print-client-id`` prints is lost."""
+
+
 class InterruptedBySignal(CaramelError):
-    """TERM, INT or HUP arrived: the invocation ends at once, the file old or new."""
+    """TERM, INT, HUP, QUIT, USR1, USR2 or a stray ALRM: the run ends at once, file old or new."""
 
     def __init__(self, signal_name: str) -> None:
         super().__init__(f"interrupted by {signal_name}")

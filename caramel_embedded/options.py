@@ -24,6 +24,7 @@ DEFAULT_FILE = Path("/var/lib/caramel/client.pem")
 DEFAULT_TIMEOUT = 30.0
 MAX_TIMEOUT = 3600.0
 KEY_SIZES = (2048, 4096)
+DEFAULT_WAIT_INTERVAL = 15.0
 
 
 class Settings(NamedTuple):
@@ -42,6 +43,9 @@ class Settings(NamedTuple):
     syslog: bool
     show_version: bool
     identity_root: Path = Path("/")  # where /sys, /proc and /etc are read (CARAMEL_IDENTITY_ROOT)
+    wait: bool = False  # keep asking until a certificate is held (servers, not devices)
+    wait_limit: float | None = None  # seconds; None: without end
+    wait_interval: float = DEFAULT_WAIT_INTERVAL
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -66,8 +70,9 @@ def _parser() -> _Parser:
         ),
         epilog=(
             "Environment: CARAMEL_SERVER, CARAMEL_CLIENT_ID, CARAMEL_CLIENT_ID_FROM, "
-            "CARAMEL_FILE, CARAMEL_CA_CERT, CARAMEL_OWNER, CARAMEL_MODE, CARAMEL_TIMEOUT "
-            "stand in for the arguments; the command line wins."
+            "CARAMEL_FILE, CARAMEL_CA_CERT, CARAMEL_OWNER, CARAMEL_MODE, CARAMEL_TIMEOUT, "
+            "CARAMEL_WAIT (1), CARAMEL_WAIT_LIMIT, CARAMEL_WAIT_INTERVAL stand in for the "
+            "arguments; the command line wins."
         ),
         allow_abbrev=False,
         add_help=False,
@@ -93,6 +98,22 @@ def _parser() -> _Parser:
     add("--mode", metavar="OCTAL", help="permissions of the combined file (default 0600)")
     add("--key-bits", metavar="{2048,4096}", help="RSA key size for a new key (default 2048)")
     add("--timeout", metavar="SECONDS", help="bound on all network work (default 30)")
+    add(
+        "--wait",
+        action="store_true",
+        help="for servers: ask again while the request waits (69) or the file is locked (1), "
+        "exit 0 once a certificate is held, 127 on any error",
+    )
+    add(
+        "--wait-limit",
+        metavar="SECONDS",
+        help="end --wait with 69 after this long (default: never)",
+    )
+    add(
+        "--wait-interval",
+        metavar="SECONDS",
+        help=f"pause between tries of --wait, +-1/5 jitter (default {DEFAULT_WAIT_INTERVAL:g})",
+    )
     add("--print-client-id", action="store_true", help="print the resolved client id, exit 0")
     add("-v", "--verbose", action="store_true", help="progress on stderr")
     add("--syslog", action="store_true", help="also log to syslog")
@@ -142,7 +163,34 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> Setti
         syslog=arguments.syslog,
         show_version=arguments.version,
         identity_root=Path(environ.get("CARAMEL_IDENTITY_ROOT") or "/"),
+        wait=arguments.wait or _flag(environ.get("CARAMEL_WAIT"), "CARAMEL_WAIT"),
+        wait_limit=_seconds(setting(arguments.wait_limit, "CARAMEL_WAIT_LIMIT"), "--wait-limit"),
+        wait_interval=_seconds(
+            setting(arguments.wait_interval, "CARAMEL_WAIT_INTERVAL"), "--wait-interval"
+        )
+        or DEFAULT_WAIT_INTERVAL,
     )
+
+
+def _flag(text: str | None, variable: str) -> bool:
+    if not text or text == "0":
+        return False
+    if text == "1":
+        return True
+    raise UsageError(f"{variable}={text!r}: expected 1 or 0")
+
+
+def _seconds(text: str | None, option: str) -> float | None:
+    """A positive number of seconds, up to a year, or None when not given."""
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 366 * 86400:
+        raise UsageError(f"{option} {text!r}: expected seconds, more than 0")
+    return seconds
 
 
 def _mode(text: str | None) -> int:

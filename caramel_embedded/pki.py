@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from caramel_embedded.errors import CertificateCheckError
-from caramel_embedded.state import CorruptFileError
+from caramel_embedded import subject
+from caramel_embedded.errors import CertificateCheckError, UnusableKeyError
 
 _PUBLIC_EXPONENT = 65537
 
@@ -34,22 +34,13 @@ def new_private_key(bits: int) -> bytes:
 def request_subject(ca_certificate_der: bytes, client_id: str) -> x509.Name:
     """The CA's subject, in the CA's order and string types, with CN set to the client id."""
     ca_subject = x509.load_der_x509_certificate(ca_certificate_der).subject
-    rdns = []
-    replaced = False
-    for rdn in ca_subject.rdns:
-        attributes: list[x509.NameAttribute[str | bytes]] = []
-        for attribute in rdn:
-            if attribute.oid == NameOID.COMMON_NAME:
-                attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, client_id))
-                replaced = True
-            else:
-                attributes.append(attribute)
-        rdns.append(x509.RelativeDistinguishedName(attributes))
-    if not replaced:
-        rdns.append(
-            x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, client_id)])
-        )
-    return x509.Name(rdns)
+    rdns = subject.request_subject(
+        [list(rdn) for rdn in ca_subject.rdns],
+        client_id,
+        is_common_name=lambda attribute: attribute.oid == NameOID.COMMON_NAME,
+        common_name=lambda value: x509.NameAttribute(NameOID.COMMON_NAME, value),
+    )
+    return x509.Name([x509.RelativeDistinguishedName(rdn) for rdn in rdns])
 
 
 def new_request(key_der: bytes, ca_certificate_der: bytes, client_id: str) -> bytes:
@@ -109,7 +100,7 @@ def _load_rsa_key(key_der: bytes) -> rsa.RSAPrivateKey:
     try:
         key = serialization.load_der_private_key(key_der, password=None)
     except (ValueError, TypeError) as error:
-        raise CorruptFileError(f"the private key cannot be read: {error}") from None
+        raise UnusableKeyError(f"the private key cannot be read: {error}") from None
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise CorruptFileError("the private key is not an RSA key")
+        raise UnusableKeyError("the private key is not an RSA key")
     return key

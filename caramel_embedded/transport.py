@@ -5,35 +5,41 @@ TLS 1.2 is the floor. The installed certificate is shown as the TLS client certi
 it is valid; a server that refuses the handshake with it (a TLS alert, a dropped
 connection, or nginx's 400 for a certificate it will not take) is asked once more without.
 Redirects are never followed and ``Retry-After`` is never slept on: the caller decides when
-to try again. ``--timeout`` bounds all of it together, enforced by a real-time interval
-timer so that a server trickling one byte a second cannot stretch an invocation.
+to try again. ``--timeout`` bounds all of it together (the name's lookup, every address
+tried, handshake, reads and the POST), enforced by a real-time interval timer so that a
+server trickling one byte a second cannot stretch an invocation. ``reach`` looks the name
+up and picks the address; urllib3 still speaks to the name (SNI, host name check, Host).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import socket
 import ssl
+import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import urllib3
 from urllib3 import exceptions as urllib3_errors
+from urllib3.connection import HTTPSConnection
 
-from caramel_embedded import __version__
+from caramel_embedded import __version__, reach
 from caramel_embedded.decision import RequestPlan, ServerAnswer
-from caramel_embedded.errors import NetworkError
+from caramel_embedded.errors import InterruptedBySignal, NetworkError, UnusableKeyError
 from caramel_embedded.server_address import ServerAddress
-from caramel_embedded.state import CorruptFileError
+from caramel_embedded.state import LocalState, compose
 from caramel_embedded.trust import TrustAnchor
 
 if TYPE_CHECKING:
     from urllib3 import BaseHTTPResponse
 
 BODY_LIMIT = 64 * 1024
+_NO_CONNECT_LIMIT = 24 * 3600.0  # without a connect timeout, only the deadline's alarm
 
 
 class DeadlineExpired(NetworkError):
@@ -65,36 +71,126 @@ class Deadline:
     def expired(self) -> DeadlineExpired:
         return DeadlineExpired(f"no complete answer from the server within {self.seconds:g} s")
 
+    def watch(self, connection: socket.socket) -> None:
+        """A new connection to the server; the alarm needs no handle on it."""
+
     @contextlib.contextmanager
     def enforced(self) -> Iterator[float]:
-        """Run the body with SIGALRM armed for the time that is left, and charge it."""
-        left = self.remaining()
+        """Run the body with SIGALRM armed for the time that is left, and charge it.
 
-        def expire(_signum: int, _frame: FrameType | None) -> None:
-            raise self.expired()
+        An ALRM is ours only once our one-shot timer has run out (the kernel disarms it as
+        it fires); one that arrives while the timer still runs was sent by someone else and
+        is answered like any other interrupting signal, never as a timeout.
+        """
+        left = self.remaining()
+        armed = False
+        previous = signal.getsignal(signal.SIGALRM)  # bound before expire can ever run
+
+        def expire(signum: int, frame: FrameType | None) -> None:
+            if armed and signal.getitimer(signal.ITIMER_REAL)[0] == 0:
+                raise self.expired()
+            _stray_alarm(previous, signum, frame)
 
         started = self._clock()
-        previous = signal.signal(signal.SIGALRM, expire)
+        signal.signal(signal.SIGALRM, expire)
         signal.setitimer(signal.ITIMER_REAL, left)
+        armed = True
         try:
             yield left
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
+            if signal.getsignal(signal.SIGALRM) is expire:  # not since ignored by a handler
+                signal.signal(signal.SIGALRM, previous)
             self._spent += self._clock() - started
+
+
+class WatchedDeadline(Deadline):
+    """The same budget, kept without signals, for the library's callers (any thread).
+
+    No handler and no interval timer (they belong to the process, and signals reach only
+    the main thread): a timer thread shuts down the connection's socket when the time is
+    up, which ends any read or handshake blocked on it, even against a server that
+    trickles one byte at a time.
+    """
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(seconds, clock)
+        self._descriptors: list[int] = []
+
+    def watch(self, connection: socket.socket) -> None:
+        """Remember the descriptor: TLS wraps the socket in a new object (the one given here
+        is detached from it), but the descriptor stays the connection's."""
+        self._descriptors.append(connection.fileno())
+
+    @contextlib.contextmanager
+    def enforced(self) -> Iterator[float]:
+        left = self.remaining()
+        fired = threading.Event()
+
+        def expire() -> None:
+            fired.set()
+            for descriptor in list(self._descriptors):
+                # A descriptor closed since has nothing left to stop: OSError, suppressed.
+                with (
+                    contextlib.suppress(OSError),
+                    socket.socket(fileno=os.dup(descriptor)) as connection,
+                ):
+                    connection.shutdown(socket.SHUT_RDWR)
+
+        timer = threading.Timer(left, expire)
+        timer.daemon = True
+        started = self._clock()
+        timer.start()
+        try:
+            yield left
+        except Exception:
+            if fired.is_set():
+                raise self.expired() from None
+            raise
+        else:
+            if fired.is_set():  # an answer cut short by the shutdown is no answer
+                raise self.expired()
+        finally:
+            timer.cancel()
+            self._spent += self._clock() - started
+
+
+def _stray_alarm(previous: object, signum: int, frame: FrameType | None) -> None:
+    """Someone else's ALRM: what was in place before decides (the CLI's handler ends the run)."""
+    if callable(previous):
+        previous(signum, frame)
+    elif previous != signal.SIG_IGN:
+        raise InterruptedBySignal("SIGALRM")
 
 
 def user_agent(client_id: str) -> str:
     return f"caramel-embedded/{__version__} (client-id={client_id})"
 
 
-def tls_context(anchor: TrustAnchor, client_certificate_file: Path | None) -> ssl.SSLContext:
-    """Verify against the CA only; optionally present the combined file's key and cert."""
+def tls_context(anchor: TrustAnchor, client: LocalState | None) -> ssl.SSLContext:
+    """Verify against the CA(s) only; optionally present the held key and certificate.
+
+    ``ssl`` loads a client certificate only from a file: it is handed one that lives in
+    memory (``memfd_create``), so nothing is written anywhere and the combined file is not
+    read a second time. A key and certificate that do not load together are the held
+    state's fault, not the network's: ``UnusableKeyError``.
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_verify_locations(cadata=anchor.pem.decode("ascii"))
-    if client_certificate_file is not None:
-        context.load_cert_chain(str(client_certificate_file))
+    if client is not None and client.certificate_der is not None:
+        descriptor = os.memfd_create("caramel-client-certificate", os.MFD_CLOEXEC)
+        try:
+            os.write(
+                descriptor, compose(client.key_der, client.request_der, client.certificate_der)
+            )
+            context.load_cert_chain(f"/proc/self/fd/{descriptor}")
+        except ssl.SSLError as error:
+            raise UnusableKeyError(
+                f"the key and certificate do not load together ({error.reason or error})"
+            ) from None
+        finally:
+            os.close(descriptor)
     return context
 
 
@@ -115,34 +211,27 @@ class CaramelServer:
         self._progress = progress
         self._headers = {"User-Agent": user_agent(client_id)}
         self._pool: urllib3.HTTPSConnectionPool | None = None
+        self._addresses: list[reach.Address] | None = None
 
-    def get_certificate(self, plan: RequestPlan, combined_file: Path) -> ServerAnswer:
+    def get_certificate(self, plan: RequestPlan, state: LocalState) -> ServerAnswer:
         """``GET /<sha256>``, with our certificate while valid, else (or if refused) without."""
         headers = dict(self._headers)
         if plan.if_modified_since is not None:
             headers["If-Modified-Since"] = plan.if_modified_since
         path = self.address.path(plan.request_sha256)
         if plan.present_client_certificate:
+            self._pool = self._new_pool(state)
             try:
-                self._pool = self._new_pool(combined_file)
-            except ssl.SSLError as error:
-                raise CorruptFileError(
-                    f"its key and certificate do not load together ({error.reason or error})"
-                ) from None
+                answer = self._request("GET", path, headers, refusal_possible=True)
+            except _HandshakeRefused as refusal:
+                self._progress(
+                    f"server refused our client certificate ({refusal}); again without it"
+                )
             else:
-                try:
-                    answer = self._request("GET", path, headers, refusal_possible=True)
-                except _HandshakeRefused as refusal:
-                    self._progress(
-                        f"server refused our client certificate ({refusal}); again without it"
-                    )
-                else:
-                    if answer.status != 400:
-                        return answer
-                    self._progress(
-                        "server answered 400 to our client certificate; again without it"
-                    )
-                self._pool.close()
+                if answer.status != 400:
+                    return answer
+                self._progress("server answered 400 to our client certificate; again without it")
+            self._pool.close()
         self._pool = self._new_pool(None)
         return self._request("GET", path, headers)
 
@@ -157,14 +246,31 @@ class CaramelServer:
         if self._pool is not None:
             self._pool.close()
 
-    def _new_pool(self, client_certificate_file: Path | None) -> urllib3.HTTPSConnectionPool:
-        return urllib3.HTTPSConnectionPool(
+    def _new_pool(self, client: LocalState | None) -> urllib3.HTTPSConnectionPool:
+        return _Pool(
             self.address.host,
             self.address.port,
-            ssl_context=tls_context(self._anchor, client_certificate_file),
+            ssl_context=tls_context(self._anchor, client),
             maxsize=1,
             retries=False,
+            addresses=self._looked_up(),
+            deadline=self._deadline,
         )
+
+    def _looked_up(self) -> list[reach.Address]:
+        """The server's addresses: looked up once, and charged to the deadline."""
+        if self._addresses is None:
+            host, seconds = self.address.host, self._deadline.seconds
+            try:
+                with self._deadline.enforced() as left:
+                    self._addresses = reach.resolve(host, self.address.port, left)
+            except (reach.LookupTimeout, DeadlineExpired):
+                raise DeadlineExpired(
+                    f"no answer from the name server for {host} within {seconds:g} s"
+                ) from None
+            except OSError as error:
+                raise NetworkError(f"cannot resolve {host}: {_reason(error)}") from None
+        return self._addresses
 
     def _request(
         self,
@@ -199,6 +305,45 @@ class CaramelServer:
             raise self._deadline.expired() from None
         except (urllib3_errors.HTTPError, OSError) as error:
             raise NetworkError(f"{self.address}: {_reason(error)}") from None
+
+
+class _AddressedConnection(HTTPSConnection):
+    """urllib3's connection to the server's name, over a socket that ``reach`` connected.
+
+    Only the socket is ours: SNI, the host name check and the Host header stay urllib3's,
+    all on the name. urllib3's own connect would look the name up again, in the C library,
+    where the deadline cannot stop it, and give the first address the whole timeout.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        addresses: Sequence[reach.Address],
+        deadline: Deadline,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._addresses = addresses
+        self._deadline = deadline
+
+    def _new_conn(self) -> socket.socket:
+        timeout = self.timeout if isinstance(self.timeout, int | float) else _NO_CONNECT_LIMIT
+        try:
+            connection = reach.connect_first(self._addresses, timeout, self.socket_options or ())
+            self._deadline.watch(connection)
+            return connection
+        except TimeoutError as error:
+            raise urllib3_errors.ConnectTimeoutError(
+                self, f"connection to {self.host} timed out ({timeout:g} s)"
+            ) from error
+        except OSError as error:
+            raise urllib3_errors.NewConnectionError(
+                self, f"Failed to establish a new connection: {error}"
+            ) from error
+
+
+class _Pool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _AddressedConnection
 
 
 def _read_answer(response: BaseHTTPResponse) -> ServerAnswer:

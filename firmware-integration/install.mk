@@ -15,11 +15,13 @@
 #   FORM=onedir   /usr/lib/caramel-embedded/{caramel-embedded,_internal/...}  0755/0644
 #                 /usr/bin/caramel-embedded -> ../lib/caramel-embedded/caramel-embedded
 #   INIT=systemd  /usr/lib/systemd/system/caramel-embedded.{service,timer}   0644
+#                 /usr/lib/systemd/system/caramel-embedded-wait.service       0644
 #   INIT=sysv     /etc/init.d/caramel-embedded (INIT_SCRIPT_NAME)             0755
 #                 /usr/share/caramel-embedded/crontab                         0644
 #   always        /etc/default/caramel-embedded                               0644
 #                 /usr/share/caramel-embedded/caramel-ensure.sh               0644
 #                 /usr/share/caramel-embedded/wait-for-certificate.conf       0644
+#                 /usr/share/caramel-embedded/needs-certificate.conf          0644
 #   CA_CERT=f     /etc/caramel/ca.pem (and CARAMEL_CA_CERT set to it)         0644
 # Paths written inside the installed files (the binary, the defaults file, the init
 # script) follow BINDIR, SYSCONFDIR, DATADIR and INITDIR.
@@ -87,6 +89,9 @@ ifneq ($(filter systemd,$(FIRMWARE_INIT)),)
 	$(FIRMWARE_SED) $(FIRMWARE_DIR)/systemd/caramel-embedded.service \
 		>"$(DESTDIR)$(SYSTEMD_UNITDIR)/caramel-embedded.service"
 	install -m 0644 $(FIRMWARE_DIR)/systemd/caramel-embedded.timer "$(DESTDIR)$(SYSTEMD_UNITDIR)/"
+	$(FIRMWARE_SED) $(FIRMWARE_DIR)/systemd/caramel-embedded-wait.service \
+		>"$(DESTDIR)$(SYSTEMD_UNITDIR)/caramel-embedded-wait.service"
+	chmod 0644 "$(DESTDIR)$(SYSTEMD_UNITDIR)/caramel-embedded-wait.service"
 	chmod 0644 "$(DESTDIR)$(SYSTEMD_UNITDIR)/caramel-embedded.service"
 endif
 ifneq ($(filter sysv,$(FIRMWARE_INIT)),)
@@ -103,11 +108,14 @@ install-files: install-check
 	$(FIRMWARE_SED) $(FIRMWARE_DIR)/caramel-ensure.sh >"$(DESTDIR)$(FIRMWARE_SHARE)/caramel-ensure.sh"
 	$(FIRMWARE_SED) $(FIRMWARE_DIR)/drop-in/wait-for-certificate.conf \
 		>"$(DESTDIR)$(FIRMWARE_SHARE)/wait-for-certificate.conf"
+	$(FIRMWARE_SED) $(FIRMWARE_DIR)/drop-in/needs-certificate.conf \
+		>"$(DESTDIR)$(FIRMWARE_SHARE)/needs-certificate.conf"
 	$(FIRMWARE_SED) $(FIRMWARE_DIR)/default/caramel-embedded \
 		$(if $(CA_CERT),-e 's|^#CARAMEL_CA_CERT=.*|CARAMEL_CA_CERT=$(SYSCONFDIR)/caramel/ca.pem|') \
 		>"$(DESTDIR)$(SYSCONFDIR)/default/caramel-embedded"
 	chmod 0644 "$(DESTDIR)$(FIRMWARE_SHARE)/caramel-ensure.sh" \
 		"$(DESTDIR)$(FIRMWARE_SHARE)/wait-for-certificate.conf" \
+		"$(DESTDIR)$(FIRMWARE_SHARE)/needs-certificate.conf" \
 		"$(DESTDIR)$(SYSCONFDIR)/default/caramel-embedded"
 ifneq ($(CA_CERT),)
 	install -D -m 0644 "$(CA_CERT)" "$(DESTDIR)$(SYSCONFDIR)/caramel/ca.pem"

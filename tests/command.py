@@ -32,6 +32,42 @@ def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def start(
+    command: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    *,
+    stdout: int | None = subprocess.PIPE,
+    stderr: int | None = subprocess.PIPE,
+    new_session: bool = False,
+) -> subprocess.Popen[str]:
+    """Start a process as every test starts one: our environment without CARAMEL_*, no
+    standard input, text output. ``new_session``: its own process group, so that a frozen
+    one-file binary's launcher and child can be signalled (or killed) together."""
+    return subprocess.Popen(
+        list(command),
+        env=clean_environment(env),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        text=True,
+        start_new_session=new_session,
+    )
+
+
+def start_client(
+    args: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    *,
+    stdout: int | None = subprocess.PIPE,
+    stderr: int | None = subprocess.PIPE,
+    new_session: bool = False,
+) -> subprocess.Popen[str]:
+    """Start one invocation of the command under test; the caller waits for it."""
+    return start(
+        [*client_command(), *args], env, stdout=stdout, stderr=stderr, new_session=new_session
+    )
+
+
 def run_client(
     args: Sequence[str],
     env: Mapping[str, str] | None = None,

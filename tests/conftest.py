@@ -6,12 +6,13 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests import fake_signer
 from tests.ca_factory import Authority, make_authority
-from tests.command import run_client
+from tests.command import run_client, start_client
 
 CLIENT_ID = "device-0001"
 
@@ -30,13 +31,8 @@ def ca_file(authority: Authority, tmp_path_factory: pytest.TempPathFactory) -> P
 def signer(
     authority: Authority, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[fake_signer.FakeCaramel]:
-    server, fake = fake_signer.start(authority, tmp_path_factory.mktemp("tls"))
-    fake.url = f"https://127.0.0.1:{server.port}"  # type: ignore[attr-defined]
-    try:
+    with fake_signer.serving(authority, tmp_path_factory.mktemp("tls")) as fake:
         yield fake
-    finally:
-        server.clear()
-        server.stop()
 
 
 @dataclass
@@ -63,6 +59,10 @@ class Client:
         self, *extra: str, env: dict[str, str] | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         return run_client(self.args(*extra), env=env, timeout=timeout)
+
+    def start(self, *extra: str, **options: Any) -> subprocess.Popen[str]:
+        """Start one invocation and leave it running (``command.start_client``'s options)."""
+        return start_client(self.args(*extra), **options)
 
 
 @pytest.fixture

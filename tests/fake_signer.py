@@ -6,6 +6,7 @@ client certificate the TLS layer saw, and lets a test force an answer or a delay
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -13,7 +14,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,7 @@ class FakeCaramel:
     delay: float = 0.0
     forced: Callable[[Request], Response | None] | None = None
     honour_if_modified_since: bool = False
+    auto_sign: bool = False  # sign every new request at once, as an app's Caramel server may
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- admin ----------------------------------------------------------------------
@@ -152,6 +154,8 @@ class FakeCaramel:
         if sha256 in self.entries:
             return problem(400, "Bad Request", "duplicate request")
         self.entries[sha256] = Entry(body, csr)
+        if self.auto_sign:
+            self.sign(sha256)
         return Response(
             json.dumps({"sha256": sha256, "url": f"https://{request.host}/{sha256}"}),
             202,
@@ -182,6 +186,37 @@ class FakeCaramel:
         )
 
 
+class Gate:
+    """Holds matching requests inside the signer until ``opened`` is set; notes who arrived.
+
+    Set as ``FakeCaramel.forced``: a test then knows that an invocation is waiting for the
+    answer (``arrival``) and lets it go when it chooses. It opens by itself after ``limit``
+    seconds, whatever happens, so a failed test never hangs the suite.
+    """
+
+    def __init__(self, methods: tuple[str, ...] = ("GET", "POST"), limit: float = 90.0) -> None:
+        self.methods = methods
+        self.limit = limit
+        self.arrived: list[str] = []
+        self.arrival = threading.Event()
+        self.opened = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, request: Request) -> Response | None:
+        if request.method in self.methods and not self.opened.is_set():
+            with self._lock:
+                self.arrived.append(f"{request.method} {request.path}")
+            self.arrival.set()
+            self.opened.wait(self.limit)
+        return None  # then the signer answers as the protocol says
+
+    def reset(self) -> None:
+        with self._lock:
+            self.arrived.clear()
+        self.arrival.clear()
+        self.opened.clear()
+
+
 def problem(status: int, title: str, detail: str) -> Response:
     return Response(
         json.dumps({"status": status, "title": title, "detail": detail}),
@@ -198,6 +233,18 @@ def tls_server_context(authority: Authority, directory: Path) -> ssl.SSLContext:
     context.load_verify_locations(cadata=authority.pem.decode())
     context.verify_mode = ssl.CERT_OPTIONAL
     return context
+
+
+@contextlib.contextmanager
+def serving(authority: Authority, directory: Path) -> Iterator[FakeCaramel]:
+    """A fake signer of ``authority`` on loopback for the block; ``.url`` says where."""
+    server, fake = start(authority, directory)
+    fake.url = f"https://127.0.0.1:{server.port}"  # type: ignore[attr-defined]
+    try:
+        yield fake
+    finally:
+        server.clear()
+        server.stop()
 
 
 def start(authority: Authority, directory: Path) -> tuple[HTTPServer, FakeCaramel]:

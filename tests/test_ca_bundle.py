@@ -35,13 +35,8 @@ def next_signer(
     next_authority: Authority, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[fake_signer.FakeCaramel]:
     """A Caramel server switched to the next CA: its TLS and its signatures."""
-    server, fake = fake_signer.start(next_authority, tmp_path_factory.mktemp("next-tls"))
-    fake.url = f"https://127.0.0.1:{server.port}"  # type: ignore[attr-defined]
-    try:
+    with fake_signer.serving(next_authority, tmp_path_factory.mktemp("next-tls")) as fake:
         yield fake
-    finally:
-        server.clear()
-        server.stop()
 
 
 def bundle(path: Path, *authorities: Authority) -> Path:

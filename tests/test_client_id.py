@@ -9,6 +9,8 @@ import pytest
 from caramel_embedded import client_id
 from caramel_embedded.errors import ClientIdError
 
+pytestmark = pytest.mark.in_process
+
 
 def put(root: Path, relative: str, content: str | bytes) -> None:
     path = root / relative

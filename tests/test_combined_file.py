@@ -15,11 +15,14 @@ from caramel_embedded import combined_file
 from caramel_embedded.combined_file import Ownership
 from caramel_embedded.errors import CombinedFileError, LockHeldError
 
+pytestmark = pytest.mark.in_process
+
 PROBE = """
 import sys
 from pathlib import Path
 from caramel_embedded import combined_file
 from caramel_embedded.errors import CombinedFileError, LockHeldError
+
 try:
     with combined_file.locked(Path(sys.argv[1]), combined_file.Ownership()):
         print("acquired")

@@ -12,35 +12,23 @@ from __future__ import annotations
 import fcntl
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from werkzeug import Request, Response
 
 from tests.combined_check import parse_combined, temporaries
-from tests.command import clean_environment, client_command
 from tests.conftest import Client
-from tests.fake_signer import FakeCaramel
+from tests.fake_signer import FakeCaramel, Gate
+
+pytestmark = pytest.mark.arm
 
 INVOCATIONS = 32
 LOSERS_END_WITHIN = 60.0  # seconds for 31 cold starts on a loaded 2-core machine
 GATE_LIMIT = 90.0  # the gate opens by itself after this, whatever happens
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def start(client: Client, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*client_command(), *client.args(*extra)],
-        env=clean_environment(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def finish(process: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str]:
@@ -60,34 +48,9 @@ def assert_lock_line(stderr: str, path: Path) -> None:
     assert str(path) in lines[0], lines[0]
 
 
-class Gate:
-    """Holds matching requests inside the signer until released; counts who arrived."""
-
-    def __init__(self, methods: tuple[str, ...] = ("GET", "POST")) -> None:
-        self.methods = methods
-        self.arrived: list[str] = []
-        self.arrival = threading.Event()
-        self.opened = threading.Event()
-        self._lock = threading.Lock()
-
-    def __call__(self, request: Request) -> Response | None:
-        if request.method in self.methods and not self.opened.is_set():
-            with self._lock:
-                self.arrived.append(f"{request.method} {request.path}")
-            self.arrival.set()
-            self.opened.wait(GATE_LIMIT)
-        return None  # then the signer answers as the protocol says
-
-    def reset(self) -> None:
-        with self._lock:
-            self.arrived.clear()
-        self.arrival.clear()
-        self.opened.clear()
-
-
 @pytest.fixture
 def gate(signer: FakeCaramel) -> Iterator[Gate]:
-    gate = Gate()
+    gate = Gate(limit=GATE_LIMIT)
     signer.forced = gate
     try:
         yield gate
@@ -103,7 +66,7 @@ def _round(client: Client, signer: FakeCaramel, gate: Gate) -> tuple[int, list[s
     """Start 32 invocations; return the winner's status and the requests it made."""
     gate.reset()
     seen_before = len(signer.seen)
-    processes = [start(client) for _ in range(INVOCATIONS)]
+    processes = [client.start() for _ in range(INVOCATIONS)]
     try:
         deadline = time.monotonic() + LOSERS_END_WITHIN
         while time.monotonic() < deadline:
@@ -202,7 +165,7 @@ def test_the_lock_follows_the_file_across_atomic_replacement(
         signer.reject()
         gate.reset()
         gate.methods = ("POST",)
-        slow = start(client)
+        slow = client.start()
         try:
             assert gate.arrival.wait(60), "the slow invocation never posted"
             assert slow.poll() is None

@@ -9,12 +9,17 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given
 from hypothesis import strategies as st
 
-from caramel_embedded import decision, der, pem
+from caramel_embedded import cli, decision, der, pem
 from caramel_embedded.decision import (
+    Ask,
+    Corrupt,
+    Enroll,
     Fail,
     Install,
     Keep,
+    Outcome,
     Post,
+    RequestAnew,
     RequestPlan,
     ServerAnswer,
     StartOver,
@@ -23,6 +28,8 @@ from caramel_embedded.decision import (
 from caramel_embedded.state import LocalState, ProvisionedKey, compose, parse
 from tests.ca_factory import make_authority, new_key
 from tests.conftest import CLIENT_ID
+
+pytestmark = pytest.mark.in_process
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 AUTHORITY = make_authority(key_slot=1, not_before=NOW - dt.timedelta(days=30))
@@ -248,11 +255,29 @@ def test_request_subject_must_name_this_device_under_this_ca() -> None:
     assert not decision.request_subject_matches(PENDING.request_subject, ca_subject[1:], CLIENT_ID)
 
 
-def test_a_provisioned_key_or_another_request_needs_a_new_request() -> None:
-    ca_subject = der.certificate_facts(AUTHORITY.certificate.public_bytes(Encoding.DER)).subject
-    assert not decision.needs_new_request(PENDING, ca_subject, CLIENT_ID)
-    assert decision.needs_new_request(PENDING, ca_subject, "other")
-    assert decision.needs_new_request(ProvisionedKey(PENDING.key_der), ca_subject, CLIENT_ID)
+CA_SUBJECT = der.certificate_facts(AUTHORITY.certificate.public_bytes(Encoding.DER)).subject
+
+
+@pytest.mark.parametrize(
+    ("held", "client_id", "expected"),
+    [
+        pytest.param(None, CLIENT_ID, Enroll(), id="no-file-new-key"),
+        pytest.param(Corrupt("why"), CLIENT_ID, Enroll(set_aside="why"), id="corrupt-set-aside"),
+        pytest.param(
+            ProvisionedKey(PENDING.key_der), CLIENT_ID, RequestAnew(True), id="provisioned-kept"
+        ),
+        pytest.param(PENDING, "other", RequestAnew(False), id="changed-id-same-key"),
+        pytest.param(INSTALLED, "other", RequestAnew(False), id="changed-id-keeps-certificate"),
+        pytest.param(PENDING, CLIENT_ID, Ask(), id="pending-asks"),
+        pytest.param(INSTALLED, CLIENT_ID, Ask(), id="installed-asks"),
+    ],
+)
+def test_before_asking(held: decision.LocalHeld, client_id: str, expected: object) -> None:
+    assert decision.before_asking(held, CA_SUBJECT, client_id) == expected
+
+
+def test_another_ca_subject_needs_a_new_request() -> None:
+    assert decision.before_asking(PENDING, CA_SUBJECT[1:], CLIENT_ID) == RequestAnew(False)
 
 
 def test_certificate_answers_request_only_for_its_own_subject() -> None:
@@ -261,7 +286,28 @@ def test_certificate_answers_request_only_for_its_own_subject() -> None:
     assert not PENDING.certificate_answers_request
 
 
-_STATUS_OF = {Keep: 0, Install: 0, Wait: 69, Post: 69, StartOver: 69, Fail: 127}
+@pytest.mark.parametrize(
+    ("action", "outcome", "status"),
+    [
+        pytest.param(Keep(), Outcome.CURRENT, 0, id="keep-current-0"),
+        pytest.param(Install(VALID, None, der.certificate_facts(VALID)), Outcome.INSTALLED, 0,
+                     id="install-installed-0"),
+        pytest.param(Wait(), Outcome.PENDING, 69, id="wait-pending-69"),
+        pytest.param(Post(), Outcome.POSTED, 69, id="post-posted-69"),
+        pytest.param(StartOver(), Outcome.REPOSTED, 69, id="start-over-reposted-69"),
+    ],
+)  # fmt: skip
+def test_each_action_has_one_outcome_and_the_command_one_status(
+    action: Keep | Install | Wait | Post | StartOver, outcome: Outcome, status: int
+) -> None:
+    """The real mapping: the core names the outcome, only the command knows its number."""
+    assert decision.outcome_of(action) is outcome
+    assert cli.exit_status(outcome.value) == status
+    assert outcome.waiting is (status == 69)
+
+
+def test_every_outcome_has_a_status() -> None:
+    assert {cli.exit_status(outcome.value) for outcome in Outcome} == {0, 69}
 
 
 @given(
@@ -282,6 +328,7 @@ def test_any_answer_maps_to_one_exit_status(
         decision.after_get(state, plan_for(state), server_answer),
         decision.after_post(server_answer),
     ):
-        assert _STATUS_OF[type(action)] in (0, 69, 127)
-        if status not in (200, 202, 304, 400, 403, 404):
-            assert isinstance(action, Fail)
+        if isinstance(action, Fail):
+            continue  # an error: 127, the one status the command gives every CaramelError
+        assert cli.exit_status(decision.outcome_of(action).value) in (0, 69)
+        assert status in (200, 202, 304, 400, 403, 404)

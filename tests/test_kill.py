@@ -35,7 +35,6 @@ from pathlib import Path
 import pytest
 
 from tests.combined_check import Combined, parse_combined, temporaries
-from tests.command import clean_environment, client_command
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 
@@ -62,14 +61,7 @@ def seed(record_property: Callable[[str, object], None]) -> int:
 def timed_run(client: Client) -> tuple[int, float]:
     """One normal invocation: its status and wall time (as a killed trial measures it)."""
     started = time.monotonic()
-    process = subprocess.Popen(
-        [*client_command(), *client.args()],
-        env=clean_environment(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = client.start(stdout=subprocess.DEVNULL)
     _, stderr = process.communicate(timeout=60)
     elapsed = time.monotonic() - started
     assert stderr == "", stderr
@@ -78,14 +70,7 @@ def timed_run(client: Client) -> tuple[int, float]:
 
 def killed_run(client: Client, after: float) -> int:
     """Start an invocation and SIGKILL its process group ``after`` seconds later."""
-    process = subprocess.Popen(
-        [*client_command(), *client.args()],
-        env=clean_environment(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = client.start(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, new_session=True)
     time.sleep(after)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)

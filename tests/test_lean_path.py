@@ -14,9 +14,15 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 from tests.test_protocol import LAST_MODIFIED, installed
+
+# The package in a fresh interpreter: the package pass only (a frozen binary has its own
+# start-up checks in tests/frozen).
+pytestmark = pytest.mark.in_process
 
 PROBE = """
 import json, sys

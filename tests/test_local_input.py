@@ -16,6 +16,8 @@ from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 from tests.test_protocol import assert_error, blocks, enrolled, installed, snapshot
 
+pytestmark = pytest.mark.arm
+
 
 def corrupt_copies(directory: Path) -> list[Path]:
     return sorted(directory.glob("client.pem.corrupt-*"))

@@ -20,6 +20,8 @@ import pytest
 
 from tests.ca_factory import make_authority, name, new_key, pem_of
 
+pytestmark = pytest.mark.in_process
+
 FILTER_PATH = (
     Path(__file__).resolve().parents[1] / "for-caramel-operators" / "caramel_conditional.py"
 )

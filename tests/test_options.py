@@ -12,6 +12,8 @@ from caramel_embedded.errors import UsageError
 from caramel_embedded.server_address import ServerAddress
 from tests.command import run_client
 
+pytestmark = pytest.mark.arm
+
 
 def parse(*argv: str, **environ: str) -> options.Settings:
     return options.parse(list(argv), environ)

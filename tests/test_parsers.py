@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from caramel_embedded import der, httpdate, pem, state
 from tests.ca_factory import make_authority, name, new_key
 
+pytestmark = pytest.mark.in_process
+
 AUTHORITY = make_authority(key_slot=1)
 
 

@@ -15,6 +15,8 @@ from caramel_embedded import pem, pki
 from caramel_embedded.errors import CertificateCheckError
 from tests.ca_factory import FLEET_SUBJECT, make_authority, name, new_key
 
+pytestmark = pytest.mark.in_process
+
 AUTHORITY = make_authority(key_slot=1)
 CA_DER = AUTHORITY.certificate.public_bytes(serialization.Encoding.DER)
 NOW = dt.datetime.now(dt.UTC)

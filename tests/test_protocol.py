@@ -18,6 +18,8 @@ from tests.ca_factory import make_authority
 from tests.conftest import CLIENT_ID, Client
 from tests.fake_signer import FakeCaramel, problem
 
+pytestmark = pytest.mark.arm
+
 LAST_MODIFIED = "Tue, 24 Nov 2026 10:00:00 GMT"
 
 

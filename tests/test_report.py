@@ -10,6 +10,8 @@ import pytest
 
 from caramel_embedded.report import Reporter
 
+pytestmark = pytest.mark.in_process
+
 
 class FakeSyslog(types.ModuleType):
     """Stands in for ``syslog``: the real one would write to the host's log, unseen."""

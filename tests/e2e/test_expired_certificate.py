@@ -18,7 +18,7 @@ from tests.e2e import pki
 from tests.e2e.harness import CaramelStack
 from tests.e2e.lifecycle import Lifecycle
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.arm]
 
 CLIENT_ID = "e2e-expired-01"
 

@@ -15,7 +15,7 @@ import pytest
 from tests.e2e.harness import CaramelStack
 from tests.e2e.lifecycle import STEPS, Lifecycle
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.arm]
 
 CLIENT_ID = "e2e-device-01"
 

@@ -32,11 +32,13 @@ ONEFILE_TREE = {
     "usr/lib/systemd/system": 0o755,
     "usr/lib/systemd/system/caramel-embedded.service": 0o644,
     "usr/lib/systemd/system/caramel-embedded.timer": 0o644,
+    "usr/lib/systemd/system/caramel-embedded-wait.service": 0o644,
     "usr/share": 0o755,
     "usr/share/caramel-embedded": 0o755,
     "usr/share/caramel-embedded/caramel-ensure.sh": 0o644,
     "usr/share/caramel-embedded/crontab": 0o644,
     "usr/share/caramel-embedded/wait-for-certificate.conf": 0o644,
+    "usr/share/caramel-embedded/needs-certificate.conf": 0o644,
 }
 
 
@@ -63,7 +65,9 @@ def verify_installed_units(destdir: Path, tmp_path: Path) -> None:
     root = tmp_path / "verify-root"
     shutil.copytree(destdir, root, symlinks=True)
     units.make_root(root, {})
-    units.assert_verifies(root, "caramel-embedded.service", "caramel-embedded.timer")
+    units.assert_verifies(
+        root, "caramel-embedded.service", "caramel-embedded.timer", "caramel-embedded-wait.service"
+    )
 
 
 def test_onefile_tree(frozen_binary: Path, ca_file: Path, tmp_path: Path) -> None:

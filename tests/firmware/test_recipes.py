@@ -173,11 +173,13 @@ def test_yocto_do_install(frozen_binary: Path, tmp_path: Path) -> None:
         "usr/bin/caramel-embedded",
         "usr/lib/systemd/system/caramel-embedded.service",
         "usr/lib/systemd/system/caramel-embedded.timer",
+        "usr/lib/systemd/system/caramel-embedded-wait.service",
         "etc/init.d/caramel-embedded",
         "etc/default/caramel-embedded",
         "usr/share/caramel-embedded/caramel-ensure.sh",
         "usr/share/caramel-embedded/crontab",
         "usr/share/caramel-embedded/wait-for-certificate.conf",
+        "usr/share/caramel-embedded/needs-certificate.conf",
     }
     assert (
         subprocess.run([image / "usr/bin/caramel-embedded", "--version"], check=False).returncode
@@ -273,11 +275,13 @@ def test_buildroot_install(frozen_binary: Path, tmp_path: Path, init: str) -> No
         "etc/default/caramel-embedded",
         "usr/share/caramel-embedded/caramel-ensure.sh",
         "usr/share/caramel-embedded/wait-for-certificate.conf",
+        "usr/share/caramel-embedded/needs-certificate.conf",
     }
     if init == "systemd":
         assert files == common | {
             "usr/lib/systemd/system/caramel-embedded.service",
             "usr/lib/systemd/system/caramel-embedded.timer",
+            "usr/lib/systemd/system/caramel-embedded-wait.service",
         }
     else:
         assert files == common | {

@@ -141,3 +141,67 @@ def test_drop_in_shell_code_is_clean(tmp_path: Path) -> None:
     # The files it sources are on the device, not here (test_install runs the code).
     script.write_text("#!/bin/sh\n# shellcheck disable=SC1091\n" + drop_in_shell_code() + "\n")
     shellcheck(script)
+
+
+# --- the wait mode, for servers whose services need the certificate ------------------------
+
+WAIT_SERVICE = FIRMWARE / "systemd" / "caramel-embedded-wait.service"
+NEEDS_DROP_IN = FIRMWARE / "drop-in" / "needs-certificate.conf"
+
+
+def wait_root(tmp_path: Path, service: str | None = None) -> Path:
+    """A --root= with the wait unit and a service that needs the certificate through the
+    drop-in example."""
+    return units.make_root(
+        tmp_path / "wait-root",
+        {
+            "caramel-embedded-wait.service": (
+                WAIT_SERVICE.read_text() if service is None else service
+            ),
+            "app.service": "[Unit]\nDescription=app\n\n[Service]\nExecStart=/usr/bin/app\n",
+            "etc/systemd/system/app.service.d/caramel.conf": NEEDS_DROP_IN.read_text(),
+        },
+        executables=["/usr/bin/caramel-embedded", "/usr/bin/app"],
+    )
+
+
+def test_wait_unit_and_its_drop_in_verify_clean(tmp_path: Path) -> None:
+    units.assert_verifies(wait_root(tmp_path), "caramel-embedded-wait.service", "app.service")
+
+
+def test_wait_unit_verification_fails_when_broken(tmp_path: Path) -> None:
+    text = WAIT_SERVICE.read_text()
+    broken = text.replace("RemainAfterExit=yes", "RemainAfterExit=sometimes", 1)
+    assert broken != text
+    result = units.verify(wait_root(tmp_path, broken), "caramel-embedded-wait.service")
+    assert result.returncode != 0 or result.stdout != ""
+
+
+def test_wait_unit_contract() -> None:
+    """Succeeds only once a certificate is held, stays active for the units after it, and
+    waits as long as the signing takes: 69 and 127 fail it (no SuccessExitStatus)."""
+    text = WAIT_SERVICE.read_text()
+    assert units.value(text, "Service", "Type") == "oneshot"
+    assert units.value(text, "Service", "RemainAfterExit") == "yes"
+    assert shlex.split(units.value(text, "Service", "ExecStart")) == [
+        "/usr/bin/caramel-embedded",
+        "--wait",
+    ]
+    assert units.values(text, "Service", "SuccessExitStatus") == []
+    assert units.values(text, "Service", "Restart") == []  # an error is for an administrator
+    assert units.value(text, "Service", "TimeoutStartSec") == "infinity"
+    assert units.value(text, "Service", "EnvironmentFile") == "/etc/default/caramel-embedded"
+    assert units.value(text, "Install", "WantedBy") == "multi-user.target"
+    # The same place to write as the device's service, and a tmpfs for the launcher.
+    device = SERVICE.read_text()
+    for key in ("ReadWritePaths", "StateDirectory", "SystemCallFilter", "CapabilityBoundingSet"):
+        assert units.value(text, "Service", key) == units.value(device, "Service", key), key
+    assert units.value(text, "Service", "Environment") == "TMPDIR=/run/caramel-embedded-wait"
+    drop_in = NEEDS_DROP_IN.read_text()
+    assert units.value(drop_in, "Unit", "Requires") == "caramel-embedded-wait.service"
+    assert units.value(drop_in, "Unit", "After") == "caramel-embedded-wait.service"
+
+
+def test_wait_unit_exposure_stays_low(tmp_path: Path) -> None:
+    result = units.security(wait_root(tmp_path), "caramel-embedded-wait.service", EXPOSURE_CEILING)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr

@@ -79,8 +79,9 @@ def test_statuses_0_1_69_127_come_through_the_launcher(
     assert failed.stderr.count("\n") == 1
 
 
-def test_term_to_the_launcher_ends_with_127_and_removes_its_directory(
-    binary: Binary, client: Client, signer: FakeCaramel, tmp_path: Path
+@pytest.mark.parametrize("name", ["TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "ALRM"])
+def test_signal_to_the_launcher_ends_with_127_and_removes_its_directory(
+    binary: Binary, client: Client, signer: FakeCaramel, tmp_path: Path, name: str
 ) -> None:
     unpack = tmp_path / "unpack"
     unpack.mkdir()
@@ -104,14 +105,14 @@ def test_term_to_the_launcher_ends_with_127_and_removes_its_directory(
         wait_for(arrived.is_set, 60, "the client's request at the server")
         assert [p.name[:4] for p in unpack.iterdir()] == ["_MEI"]
         (client_pid,) = children(launcher.pid)
-        launcher.send_signal(signal.SIGTERM)
+        launcher.send_signal(signal.Signals[f"SIG{name}"])
         _, stderr = launcher.communicate(timeout=30)
     finally:
         release.set()
         if launcher.poll() is None:
             launcher.kill()
     assert launcher.returncode == 127
-    assert stderr == "caramel-embedded: interrupted by SIGTERM\n"
+    assert stderr == f"caramel-embedded: interrupted by SIG{name}\n"
     assert list(unpack.iterdir()) == []
     assert not Path(f"/proc/{client_pid}").exists()
 

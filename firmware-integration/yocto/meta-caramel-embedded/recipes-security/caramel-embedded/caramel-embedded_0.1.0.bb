@@ -106,6 +106,7 @@ INITSCRIPT_PARAMS = "start 95 2 3 4 5 ."
 # --- Packaging ------------------------------------------------------------------------
 FILES:${PN} += "\
     ${systemd_system_unitdir}/caramel-embedded.service \
+    ${systemd_system_unitdir}/caramel-embedded-wait.service \
     ${libdir}/caramel-embedded \
     ${datadir}/caramel-embedded \
 "

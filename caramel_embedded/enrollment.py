@@ -1,0 +1,236 @@
+"""One pass of the protocol for one device: the decisions carried out, the I/O handed in.
+
+This is the core that the command and the library share. It knows nothing of files,
+locks, signals, exit numbers or the command line: what it holds comes in as parsed state,
+what it must keep goes out through a ``Keeper`` (the combined file for the command, memory
+for the library), and the server is reached through a ``Server`` made on demand. Every
+choice is the decision core's (``decision``); this module only carries choices out, in the
+order that keeps a key safe: a new key is kept before its request is posted, a held key's
+new request only once the server has accepted it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import NamedTuple, Protocol
+
+from caramel_embedded import decision
+from caramel_embedded.decision import Outcome, RequestPlan, ServerAnswer
+from caramel_embedded.errors import CaramelError, InterruptedBySignal, ServerAnswerError
+from caramel_embedded.state import LocalState, ProvisionedKey, compose, parse
+from caramel_embedded.trust import TrustAnchor
+
+
+class Keeper(Protocol):
+    """Where the pass keeps what it decided to keep."""
+
+    def keep(self, content: bytes, *, mtime: int | None = None, set_aside: bool = False) -> None:
+        """Hold ``content`` (the combined layout) from now on, atomically; with ``set_aside``,
+        the content held before is kept apart, not lost (a damaged file)."""
+
+    def keep_validator(self, mtime: int) -> None:
+        """Remember a new validator for the installed certificate; the bytes stay."""
+
+
+class Server(Protocol):
+    """The Caramel server's two requests."""
+
+    def get_certificate(self, plan: RequestPlan, state: LocalState) -> ServerAnswer:
+        """``GET /<sha256>``, showing the state's certificate as ``plan`` says."""
+
+    def post_request(self, request_sha256: str, request_pem: bytes) -> ServerAnswer:
+        """``POST /<sha256>`` with the request's exact bytes."""
+
+    def close(self) -> None:
+        """Drop every connection."""
+
+
+class Device(NamedTuple):
+    """Who the pass acts for: its id, its CA(s), and the size of a new key."""
+
+    client_id: str
+    anchor: TrustAnchor
+    key_bits: int
+
+
+class Result(NamedTuple):
+    """How the pass ended, what is held now, and the one line worth telling (or None)."""
+
+    outcome: Outcome
+    state: LocalState
+    message: str | None = None
+
+
+class Pass:
+    """One pass: look at what is held, ask or post as the decisions say, keep the result."""
+
+    def __init__(
+        self,
+        device: Device,
+        keeper: Keeper,
+        connect: Callable[[], Server],
+        now: datetime,
+        progress: Callable[[str], None],
+    ) -> None:
+        self.device = device
+        self.keeper = keeper
+        self.now = now
+        self.progress = progress
+        self._connect_to = connect
+        self._server: Server | None = None
+
+    def run(self, held: decision.LocalHeld) -> Result:
+        """Raises a ``CaramelError`` for anything that is not an outcome; ``UnusableKeyError``
+        when a held key turns out unusable on the way (the caller sets it aside)."""
+        subject = self.device.anchor.facts.subject
+        action = decision.before_asking(held, subject, self.device.client_id)
+        try:
+            if isinstance(action, decision.Enroll):
+                return self._enroll(action.set_aside, Outcome.POSTED, action.set_aside is not None)
+            assert isinstance(held, LocalState | ProvisionedKey)
+            if isinstance(action, decision.RequestAnew):
+                return self._request_anew(held)
+            assert isinstance(held, LocalState)
+            return self._ask(held)
+        finally:
+            self._disconnect()
+
+    # --- what the decisions ask for ---------------------------------------------------------
+
+    def _ask(self, state: LocalState) -> Result:
+        plan = decision.plan_request(state, self.now)
+        self.progress(
+            f"GET {plan.request_sha256[:16]}…"
+            + (" with our certificate" if plan.present_client_certificate else "")
+            + (f", If-Modified-Since {plan.if_modified_since}" if plan.if_modified_since else "")
+        )
+        answer = self._server_now().get_certificate(plan, state)
+        self.progress(f"server answered {answer.status} {answer.reason}")
+        action = decision.after_get(state, plan, answer)
+        if isinstance(action, decision.Fail):
+            raise ServerAnswerError(action.message)
+        if isinstance(action, decision.Keep):
+            if action.new_validator is not None:
+                self.keeper.keep_validator(action.new_validator)
+                self.progress("kept the certificate's new Last-Modified as the mtime")
+            self.progress("installed certificate is current")
+        elif isinstance(action, decision.Install):
+            state = self._install(state, action)
+        elif isinstance(action, decision.Post):
+            self._post(state)
+        elif isinstance(action, decision.StartOver):
+            self._disconnect()  # its connection may have shown the certificate wiped now
+            reason = "the CA rejected our request: wiped key, certificate and request"
+            return self._enroll(reason, Outcome.REPOSTED, set_aside=False)
+        return Result(decision.outcome_of(action), state)
+
+    def _install(self, state: LocalState, action: decision.Install) -> LocalState:
+        from caramel_embedded import pki
+
+        pki.check_issued_certificate(
+            action.certificate_der,
+            [ca.certificate_der for ca in self.device.anchor.certificates],
+            state.key_der,
+            self.device.client_id,
+            self.now,
+        )
+        facts = action.facts  # read once, by the decision
+        mtime = decision.last_modified_or_not_before(action.last_modified, facts.not_before)
+        content = compose(state.key_der, state.request_der, action.certificate_der)
+        self.keeper.keep(content, mtime=mtime)
+        self.progress(
+            f"installed a certificate valid until {facts.not_after:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        return _parsed(content, mtime)
+
+    def _enroll(self, reason: str | None, outcome: Outcome, set_aside: bool) -> Result:
+        """A new key and its request, kept first, then posted: a posted key is never lost,
+        so this is the one case where a failed pass has changed what is held."""
+        from caramel_embedded import pki
+
+        bits = self.device.key_bits
+        self.progress(f"generating an RSA {bits}-bit key")
+        key_der = pki.new_private_key(bits)
+        request_der = pki.new_request(key_der, self.device.anchor.certificate_der, self._id)
+        content = compose(key_der, request_der)
+        self.keeper.keep(content, set_aside=set_aside)
+        state = _parsed(content)
+        note = None if reason is None else f"{reason}, made a new key"
+        failure = None if note is None else f"before that: {note}; its request is not posted yet"
+        self._post(state, failure)
+        return Result(outcome, state, _posted(note))
+
+    def _request_anew(self, held: LocalState | ProvisionedKey) -> Result:
+        """A request for the held key, kept only once the server has accepted it.
+
+        Until then nothing changes: a wrong CA or an unreachable server costs the device
+        nothing, and an installed certificate stays, usable, until the new request's
+        replaces it. A pass killed between the post and the keep loses nothing: the same
+        key and subject give the same request bytes (an RSA PKCS#1 v1.5 signature is
+        deterministic), which the next pass posts as a duplicate.
+        """
+        from caramel_embedded import pki
+
+        request_der = pki.new_request(held.key_der, self.device.anchor.certificate_der, self._id)
+        if isinstance(held, ProvisionedKey):
+            self.progress("the key is a provisioned one: made its request")
+            certificate_der, note = None, None
+            failure = "the provisioned key's request was not accepted; nothing was changed"
+        else:
+            certificate_der = held.certificate_der
+            note = "the request named another client id or CA: posted a new one for the same key"
+            if certificate_der is not None:
+                note += " (the installed certificate stays until its replacement is signed)"
+            failure = "a new request for the same key was not accepted; nothing was changed"
+        content = compose(held.key_der, request_der, certificate_der)
+        state = _parsed(content)
+        self._post(state, failure)
+        self.keeper.keep(content)
+        return Result(Outcome.POSTED, state, _posted(note))
+
+    def _post(self, state: LocalState, failure: str | None = None) -> None:
+        """POST the request; raise the error, with ``failure`` said, unless it was accepted."""
+        self.progress(f"POST {state.request_sha256[:16]}…")
+        try:
+            answer = self._server_now().post_request(state.request_sha256, state.request_pem)
+        except CaramelError as error:
+            raise _with_note(error, failure) from None
+        self.progress(f"server answered {answer.status} {answer.reason}")
+        action = decision.after_post(answer)
+        if isinstance(action, decision.Fail):
+            raise _with_note(ServerAnswerError(action.message), failure)
+
+    # --- the connection -----------------------------------------------------------------------
+
+    @property
+    def _id(self) -> str:
+        return self.device.client_id
+
+    def _server_now(self) -> Server:
+        if self._server is None:
+            self._server = self._connect_to()
+        return self._server
+
+    def _disconnect(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+
+def _posted(note: str | None) -> str | None:
+    return None if note is None else f"{note}; posted its request, waiting for a signature"
+
+
+def _with_note(error: CaramelError, note: str | None) -> CaramelError:
+    """The same error, its line extended by what the pass did or kept before it failed."""
+    if note is not None and not isinstance(error, InterruptedBySignal):
+        error.args = (f"{error} ({note})",)
+    return error
+
+
+def _parsed(content: bytes, mtime: int | None = None) -> LocalState:
+    """The state of content just composed (always key, [certificate,] request)."""
+    state = parse(content, mtime)
+    assert isinstance(state, LocalState)
+    return state

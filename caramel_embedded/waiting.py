@@ -1,0 +1,77 @@
+"""The wait mode (``--wait``): one-shot passes, repeated until a certificate is held.
+
+For servers with administrators: a systemd service makes the key and request, then keeps
+asking until the CA has signed, and only then succeeds, so the services ordered after it
+start with a certificate. Each pass is the command's own one-shot (its lock, its
+``--timeout``); between passes the lock is not held and the process only sleeps. An error
+ends the wait at once (127) with a line that says what to do; a signal ends it at once.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from caramel_embedded import errors
+
+WAITING, LOCKED, HELD = 69, 1, 0
+_JITTER = 0.2  # up to a fifth either way: a fleet restarted at once spreads out
+
+
+def until_held(
+    one_pass: Callable[[], int],
+    *,
+    interval: float,
+    limit: float | None,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    note: Callable[[str], None],
+    jitter: Callable[[], float] = lambda: random.uniform(-_JITTER, _JITTER),  # noqa: S311
+) -> int:
+    """Run passes while they end waiting (69) or locked (1); the last pass's status, or 69
+    once ``limit`` seconds are over."""
+    give_up_at = None if limit is None else clock() + limit
+    tries = 1
+    status = one_pass()
+    while status in (WAITING, LOCKED):
+        pause = interval * (1 + jitter())
+        if give_up_at is not None:
+            left = give_up_at - clock()
+            if left <= 0:
+                note(f"still waiting for a signature after {limit:g} s ({tries} tries)")
+                return WAITING
+            pause = min(pause, left)
+        sleep(pause)
+        tries += 1
+        status = one_pass()
+    return status
+
+
+_ADVICE: tuple[tuple[type[errors.CaramelError], str], ...] = (
+    (errors.UsageError, "correct the command line or the environment file, then restart"),
+    (errors.ClientIdError, "give CLIENT_ID or another --client-id-from, then restart"),
+    (errors.CACertificateError, "install the fleet's CA certificate (--ca-cert), then restart"),
+    (errors.ClockNotSetError, "order the service after time-sync.target, then restart"),
+    (errors.CombinedFileError, "check the combined file's path and its directory, then restart"),
+    (
+        errors.NetworkError,
+        "check SERVER, the network, the firewall and that the Caramel server runs; the "
+        "service may be restarted at any time",
+    ),
+    (
+        errors.ServerAnswerError,
+        "the Caramel server refused: see its log and its administrator, then restart",
+    ),
+    (
+        errors.CertificateCheckError,
+        "the server sent a certificate this device must not use: tell the CA's administrator",
+    ),
+)
+
+
+def for_administrator(error: errors.CaramelError) -> str:
+    """The error's line, followed by what an administrator can do about it."""
+    for kind, advice in _ADVICE:
+        if isinstance(error, kind):
+            return f"{error}; the wait has ended: {advice}"
+    return f"{error}; the wait has ended"
