@@ -272,3 +272,25 @@ def test_pending_unknown_and_rejected_answers_are_untouched(
     assert new.key_pem != old.key_pem
     assert new.cert_pem is None
     assert stack.request(new.csr_sha256 or "") is not None, "the new request was posted"
+
+
+def test_certificate_installed_before_the_filter_gets_304_after(
+    stack: CaramelStack, tmp_path: Path
+) -> None:
+    """A device that got its certificate from Caramel alone (no Last-Modified) sends the
+    notBefore as If-Modified-Since: once the filter is deployed, that is already a 304."""
+    stack.set_conditional(False)
+    try:
+        device = Device(stack, tmp_path, "cond-before-01")
+        device.signed()
+        state = device.state()
+        status, _, gets = device.run()
+        assert status == 0
+        assert [(g.status, g.last_modified) for g in gets] == [(200, "")], "no filter yet"
+    finally:
+        stack.set_conditional(True)
+    status, stderr, gets = device.run()
+    assert (status, stderr) == (0, "")
+    lm = not_before_http(state)
+    assert [(g.status, g.if_modified_since, g.body_bytes_sent) for g in gets] == [(304, lm, 0)]
+    assert device.state().same_bytes_and_mtime(state)
