@@ -6,6 +6,7 @@
 #   make binary [ARCH=x86_64|aarch64|armhf] [CA_CERT=ca.pem]   dist/ARCH/caramel-embedded
 #   make bundle [ARCH=...] [CA_CERT=...]     the one-dir form: dist/ARCH/caramel-embedded-dir/
 #   make bench  start-up, memory and disk figures of package, binary and bundle vs curl
+#   make fleet  1,000 devices against one real Caramel behind nginx: bytes, CPU, capacity
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -133,13 +134,13 @@ test-e2e: venv system-deps
 	$(BIN)/python -m pytest -q -m e2e $(addprefix --ignore=,tests/frozen $(OTHER_PASSES))
 
 lint: venv
-	$(BIN)/ruff format --check caramel_embedded tests build bench
-	$(BIN)/ruff check caramel_embedded tests build bench
+	$(BIN)/ruff format --check caramel_embedded tests build bench for-caramel-operators
+	$(BIN)/ruff check caramel_embedded tests build bench for-caramel-operators
 	$(BIN)/mypy
 
 format: venv
-	$(BIN)/ruff format caramel_embedded tests build bench
-	$(BIN)/ruff check --fix caramel_embedded tests build bench
+	$(BIN)/ruff format caramel_embedded tests build bench for-caramel-operators
+	$(BIN)/ruff check --fix caramel_embedded tests build bench for-caramel-operators
 
 demo: venv system-deps
 	$(BIN)/python -m tests.e2e.demo
@@ -150,3 +151,4 @@ clean:
 # Targets kept beside what they build: ARM roots and test-arm, firmware installation.
 -include build/arm.mk
 -include firmware-integration/install.mk
+-include bench/fleet.mk

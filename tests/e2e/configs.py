@@ -25,6 +25,7 @@ _LOG_FORMAT_FIELDS = {
     "status": "$status",
     "body_bytes_sent": "$body_bytes_sent",
     "bytes_sent": "$bytes_sent",
+    "request_length": "$request_length",
     "client_verify": "$ssl_client_verify",
     "client_subject": "$ssl_client_s_dn",
     "client_serial": "$ssl_client_serial",
@@ -52,23 +53,38 @@ class Ports:
     lm_origin: int
 
 
-def caramel_ini(directory: Path, ports: Ports) -> str:
+def caramel_ini(directory: Path, ports: Ports, conditional: bool = False) -> str:
     """The Caramel/pserve configuration.
+
+    ``conditional``: Caramel's app runs behind the operators' conditional filter
+    (``for-caramel-operators/caramel_conditional.py``), wired as the operator's README
+    says, through PasteDeploy's ``filter-with``; the admin tools read the same file. (A
+    ``[pipeline:main]`` would not do: Caramel's admin scripts read their settings with
+    ``get_appsettings``, which finds none in a pipeline, and then refuse to run.)
 
     ``check_same_thread=false``: ``caramel_tool --refresh`` signs in worker threads with
     objects from the main thread's SQLite connection; without it every refresh fails (and
-    still exits 0). waitress trusts X-Forwarded-Proto from nginx on loopback, so the URLs
-    Caramel puts in its JSON answers say https and the front's address.
+    still exits 0). ``timeout=30``: its 16 threads wait for SQLite's one writer up to 30 s
+    instead of the default 5 (on a loaded machine, re-signing 1,000 certificates hit the 5 s
+    with "database is locked"). waitress trusts X-Forwarded-Proto from nginx on loopback,
+    so the URLs Caramel puts in its JSON answers say https and the front's address.
     """
+    conditional_filter = (
+        "filter-with = conditional\n\n"
+        "[filter:conditional]\n"
+        "paste.filter_factory = caramel_conditional:filter_factory\n"
+        if conditional
+        else ""
+    )
     return f"""\
 [app:main]
 use = egg:caramel
-sqlalchemy.url = sqlite:///{directory}/caramel.sqlite?check_same_thread=false
+sqlalchemy.url = sqlite:///{directory}/caramel.sqlite?check_same_thread=false&timeout=30
 ca.cert = {directory}/ca/caramel.ca.cert
 ca.key = {directory}/ca/caramel.ca.key
 lifetime.short = 48
 lifetime.long = 168
-
+{conditional_filter}
 [server:main]
 use = egg:waitress#main
 listen = 127.0.0.1:{ports.waitress}

@@ -15,6 +15,10 @@ directory that is removed at the end):
   nginx itself answers ``304`` to a matching ``If-Modified-Since`` (the server never does);
 * ``caramel_tool`` administers (list, sign, reject, refresh).
 
+With ``conditional=True`` (or after ``set_conditional(True)``) Caramel's app runs behind
+the operators' conditional filter (``for-caramel-operators/``), wired with PasteDeploy's
+``filter-with`` in the same INI the admin tools read, as an operator deploys it.
+
 Caramel gets its own virtualenv, cached in ``<repo>/.cache/caramel-server-venv``: its
 pins (pyOpenSSL 24.2.1, cryptography < 44) conflict with the client's, and a fresh one
 costs a download. Every process is started in its own session and dies with us: on
@@ -53,7 +57,7 @@ from tests.e2e.processes import (
     wait_until_ready,
 )
 from tests.e2e.records import AccessRecord, AdminRun, CsrRecord, parse_access_log, parse_csr_list
-from tests.e2e.server_venv import SERVER_VENV, ensure_server_venv
+from tests.e2e.server_venv import REPO_ROOT, SERVER_VENV, ensure_server_venv
 
 __all__ = ["AccessRecord", "CaramelStack", "CsrRecord", "HarnessError"]
 
@@ -66,6 +70,9 @@ CA_SUBJECT_ANSWERS: tuple[tuple[str, str], ...] = (
     ("O", "Caramel Embedded E2E"),
     ("OU", "Devices"),
 )
+
+# What an operator deploys next to Caramel: the conditional filter's module lives here.
+OPERATORS_DIR = REPO_ROOT / "for-caramel-operators"
 
 # How long front "lm" keeps a fetched certificate (and so its Last-Modified).
 LM_CACHE_SECONDS = 30
@@ -92,8 +99,13 @@ class CaramelStack:
         workdir: Path | None = None,
         lm_cache_seconds: int = LM_CACHE_SECONDS,
         keep: bool = False,
+        conditional: bool = False,
+        ca_subject: tuple[tuple[str, str], ...] = CA_SUBJECT_ANSWERS,
     ) -> None:
         self._given_workdir = workdir
+        self.conditional = conditional
+        # caramel_ca's answers (C, ST, L, O, OU): a second CA differs in OU, say.
+        self.ca_subject = ca_subject
         self._keep = keep
         self.lm_cache_seconds = lm_cache_seconds
         # Set by start(); removed by close() only if start() made it.
@@ -152,6 +164,9 @@ class CaramelStack:
         }
         env["PATH"] = f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         env["VIRTUAL_ENV"] = str(self.venv)
+        if self.conditional:
+            # The operator copies the module next to Caramel; here it is found in place.
+            env["PYTHONPATH"] = str(OPERATORS_DIR)
         return env
 
     # ---- lifecycle
@@ -186,7 +201,7 @@ class CaramelStack:
             self._made_workdir = self.directory
         (self.directory / OWNER_FILE).write_text(f"{os.getpid()}\n")
         self.ports = Ports(free_port(), free_port(), free_port(), free_port())
-        self.ini.write_text(caramel_ini(self.directory, self.ports))
+        self.ini.write_text(caramel_ini(self.directory, self.ports, self.conditional))
         self._run_setup(["caramel_initialize_db", str(self.ini)], "caramel_initialize_db")
         self._make_ca()
         make_tls_server_certificate(self.ca_cert, self.ca_key, self.directory / "tls")
@@ -198,7 +213,7 @@ class CaramelStack:
                 if attempt == PORT_ATTEMPTS - 1:
                     raise
                 self.ports = dataclasses.replace(self.ports, waitress=free_port())
-                self.ini.write_text(caramel_ini(self.directory, self.ports))
+                self.ini.write_text(caramel_ini(self.directory, self.ports, self.conditional))
         for attempt in range(PORT_ATTEMPTS):
             try:
                 self.start_nginx()
@@ -229,7 +244,7 @@ class CaramelStack:
     def _make_ca(self) -> None:
         """caramel_ca prompts for C, ST, L, O, OU on stdin and exits 0 even when it refuses
         (existing files, missing settings), so success is judged by its files."""
-        answers = "".join(value + "\n" for _, value in CA_SUBJECT_ANSWERS)
+        answers = "".join(value + "\n" for _, value in self.ca_subject)
         done = self._run_setup(["caramel_ca", str(self.ini)], "caramel_ca", stdin=answers)
         if not (self.ca_cert.is_file() and self.ca_key.is_file()):
             raise HarnessError(f"caramel_ca made no CA:\n{done.stdout}{done.stderr}")
@@ -285,6 +300,16 @@ class CaramelStack:
                 lambda port=port: tls_handshake_with_ca(port, self.ca_cert),
                 f"TLS on {port}",
             )
+
+    def set_conditional(self, conditional: bool) -> None:
+        """Put the conditional filter in front of Caramel's app, or take it away: the INI
+        is rewritten and pserve restarted (nginx and the database stay)."""
+        if conditional == self.conditional and self.caramel is not None and self.caramel.alive():
+            return
+        self.stop_caramel()
+        self.conditional = conditional
+        self.ini.write_text(caramel_ini(self.directory, self.ports, self.conditional))
+        self.start_caramel()
 
     def stop_caramel(self) -> None:
         """Stop waitress: nginx stays up and answers 502."""

@@ -74,6 +74,8 @@ class AccessRecord:
     last_modified: str
     cache_status: str
     upstream_status: str
+    # Request line, headers and body as received (what the client sent, TLS aside).
+    request_length: int = 0
 
     @property
     def path(self) -> str:
@@ -122,6 +124,7 @@ def parse_access_log(text: str) -> list[AccessRecord]:
                 last_modified=raw["last_modified"],
                 cache_status=raw["cache_status"],
                 upstream_status=raw["upstream_status"],
+                request_length=_as_int(raw.get("request_length", "")),
             )
         )
     return records
