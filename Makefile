@@ -134,13 +134,13 @@ test-e2e: venv system-deps
 	$(BIN)/python -m pytest -q -m e2e $(addprefix --ignore=,tests/frozen $(OTHER_PASSES))
 
 lint: venv
-	$(BIN)/ruff format --check caramel_embedded tests build bench for-caramel-operators
-	$(BIN)/ruff check caramel_embedded tests build bench for-caramel-operators
+	$(BIN)/ruff format --check caramel_embedded tests testbed build bench for-caramel-operators
+	$(BIN)/ruff check caramel_embedded tests testbed build bench for-caramel-operators
 	$(BIN)/mypy
 
 format: venv
-	$(BIN)/ruff format caramel_embedded tests build bench for-caramel-operators
-	$(BIN)/ruff check --fix caramel_embedded tests build bench for-caramel-operators
+	$(BIN)/ruff format caramel_embedded tests testbed build bench for-caramel-operators
+	$(BIN)/ruff check --fix caramel_embedded tests testbed build bench for-caramel-operators
 
 demo: venv system-deps
 	$(BIN)/python -m tests.e2e.demo

@@ -1,7 +1,7 @@
 """``make fleet``: a fleet of devices against one real Caramel 1.9.6 behind nginx, measured.
 
 Figures, never a test: nothing here passes or fails on a number. Everything runs on
-loopback, against the e2e harness's stack (``tests/e2e/harness.py``), and every loop is
+loopback, against the e2e harness's stack (``testbed/harness.py``), and every loop is
 bounded in count and in time.
 
 What runs (time compressed; the output says how):
@@ -53,11 +53,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.command import clean_environment, client_command  # noqa: E402
-from tests.e2e.harness import CaramelStack  # noqa: E402
-from tests.e2e.pki import CombinedFile  # noqa: E402
-from tests.e2e.processes import HarnessError, Service, start_service  # noqa: E402
-from tests.e2e.relay import Relay  # noqa: E402
+from testbed.command import clean_environment, client_command  # noqa: E402
+from testbed.harness import CaramelStack  # noqa: E402
+from testbed.pki import CombinedFile  # noqa: E402
+from testbed.processes import HarnessError, Service, start_service  # noqa: E402
+from testbed.relay import Relay  # noqa: E402
 
 TIMER = REPO / "firmware-integration" / "systemd" / "caramel-embedded.timer"
 CLIENT_TIMEOUT = 30  # the client's own default bound on its network work

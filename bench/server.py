@@ -30,7 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from caramel_embedded import pki, state
-from tests.ca_factory import make_authority, server_credentials
+from testbed.ca_factory import make_authority, server_credentials
 
 CLIENT_ID = "bench-device-0001"
 PATHS = ("not_modified", "same_certificate")

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from testbed.ca_factory import Authority, make_authority
+from testbed.command import run_client, start_client
 from tests import fake_signer
-from tests.ca_factory import Authority, make_authority
-from tests.command import run_client, start_client
 
 CLIENT_ID = "device-0001"
 

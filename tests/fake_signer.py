@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from tests.ca_factory import Authority, pem_of, server_credentials
+from testbed.ca_factory import Authority, pem_of, server_credentials
 
 PREFIX_ATTRIBUTES = (
     NameOID.COUNTRY_NAME,

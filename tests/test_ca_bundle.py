@@ -15,8 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from testbed.ca_factory import FLEET_SUBJECT, Authority, make_authority, name, new_key
 from tests import fake_signer
-from tests.ca_factory import FLEET_SUBJECT, Authority, make_authority, name, new_key
 from tests.conftest import Client
 from tests.test_protocol import assert_error
 

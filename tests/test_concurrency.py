@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.combined_check import parse_combined, temporaries
+from testbed.combined_check import parse_combined, temporaries
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel, Gate
 

@@ -26,7 +26,7 @@ from caramel_embedded.decision import (
     Wait,
 )
 from caramel_embedded.state import LocalState, ProvisionedKey, compose, parse
-from tests.ca_factory import make_authority, new_key
+from testbed.ca_factory import make_authority, new_key
 from tests.conftest import CLIENT_ID
 
 pytestmark = pytest.mark.in_process

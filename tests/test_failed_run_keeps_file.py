@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from werkzeug import Request, Response
 
-from tests.ca_factory import FLEET_SUBJECT, key_pem, make_authority, name, new_key
-from tests.combined_check import parse_combined
+from testbed.ca_factory import FLEET_SUBJECT, key_pem, make_authority, name, new_key
+from testbed.combined_check import parse_combined
 from tests.conftest import CLIENT_ID, Client
 from tests.fake_signer import FakeCaramel
 from tests.test_protocol import assert_error, installed, snapshot

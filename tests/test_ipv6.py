@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
+from testbed.ca_factory import Authority
+from testbed.command import client_command
 from tests import fake_signer
-from tests.ca_factory import Authority
-from tests.command import client_command
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 from tests.test_name_resolution import HOSTS, named_tls_context, private_etc, run_in

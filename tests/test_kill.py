@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.combined_check import Combined, parse_combined, temporaries
+from testbed.combined_check import Combined, parse_combined, temporaries
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 

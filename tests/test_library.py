@@ -25,7 +25,7 @@ from cryptography.x509.oid import NameOID
 
 import caramel_embedded
 from caramel_embedded import CaramelError, Credentials, Status, refresh
-from tests.ca_factory import Authority, make_authority
+from testbed.ca_factory import Authority, make_authority
 from tests.fake_signer import FakeCaramel, tls_server_context
 from tests.test_failed_run_keeps_file import dead_server
 

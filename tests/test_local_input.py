@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from caramel_embedded import pem
-from tests.ca_factory import make_authority
+from testbed.ca_factory import make_authority
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 from tests.test_protocol import assert_error, blocks, enrolled, installed, snapshot
@@ -174,7 +174,7 @@ def test_key_and_certificate_that_do_not_match_are_set_aside(
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from caramel_embedded import state
-    from tests.ca_factory import new_key
+    from testbed.ca_factory import new_key
 
     installed(client, signer)
     parsed = state.parse(client.file.read_bytes())

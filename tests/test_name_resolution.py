@@ -38,8 +38,8 @@ import pytest
 from cryptography.x509.oid import NameOID
 from pytest_httpserver import HTTPServer
 
-from tests.ca_factory import Authority, key_pem, name, new_key, pem_of
-from tests.command import client_command, start
+from testbed.ca_factory import Authority, key_pem, name, new_key, pem_of
+from testbed.command import client_command, start
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.ca_factory import make_authority, name, new_key, pem_of
+from testbed.ca_factory import make_authority, name, new_key, pem_of
 
 pytestmark = pytest.mark.in_process
 

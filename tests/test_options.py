@@ -10,7 +10,7 @@ import pytest
 from caramel_embedded import options, server_address
 from caramel_embedded.errors import UsageError
 from caramel_embedded.server_address import ServerAddress
-from tests.command import run_client
+from testbed.command import run_client
 
 pytestmark = pytest.mark.arm
 

@@ -20,7 +20,7 @@ from typing import IO
 
 import pytest
 
-from tests.command import clean_environment, client_command
+from testbed.command import clean_environment, client_command
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 from tests.test_protocol import installed

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from caramel_embedded import der, httpdate, pem, state
-from tests.ca_factory import make_authority, name, new_key
+from testbed.ca_factory import make_authority, name, new_key
 
 pytestmark = pytest.mark.in_process
 

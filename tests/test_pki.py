@@ -13,7 +13,7 @@ from cryptography.x509.oid import NameOID
 
 from caramel_embedded import pem, pki
 from caramel_embedded.errors import CertificateCheckError
-from tests.ca_factory import FLEET_SUBJECT, make_authority, name, new_key
+from testbed.ca_factory import FLEET_SUBJECT, make_authority, name, new_key
 
 pytestmark = pytest.mark.in_process
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ca_factory import Authority, make_authority
-from tests.command import run_client
+from testbed.ca_factory import Authority, make_authority
+from testbed.command import run_client
 from tests.conftest import Client
 from tests.test_output import BROKEN, one_error_line, run_with
 

@@ -14,7 +14,7 @@ from werkzeug import Request, Response
 
 from caramel_embedded import __version__, pem
 from caramel_embedded.httpdate import format_http_date
-from tests.ca_factory import make_authority
+from testbed.ca_factory import make_authority
 from tests.conftest import CLIENT_ID, Client
 from tests.fake_signer import FakeCaramel, problem
 
@@ -225,7 +225,7 @@ def test_wrong_certificate_is_refused_and_state_kept(
     enrolled(client)
     before = snapshot(client.file)
     if sign.get("public_key") == "other":
-        from tests.ca_factory import new_key
+        from testbed.ca_factory import new_key
 
         sign["public_key"] = new_key(6).public_key()
     if sign.get("authority") == "other":

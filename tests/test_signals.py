@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import pytest
 from werkzeug import Request, Response
 
-from tests.combined_check import parse_combined, temporaries
+from testbed.combined_check import parse_combined, temporaries
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel, Gate
 

@@ -22,8 +22,8 @@ from werkzeug import Response
 from caramel_embedded import status_line
 from caramel_embedded.errors import NetworkError, TLSError
 from caramel_embedded.status_line import reason_of
-from tests.ca_factory import make_authority
-from tests.command import clean_environment, client_command
+from testbed.ca_factory import make_authority
+from testbed.command import clean_environment, client_command
 from tests.conftest import CLIENT_ID, Client
 from tests.fake_signer import FakeCaramel
 from tests.test_protocol import enrolled, installed

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from testbed.ca_factory import Authority
 from tests.arm.conftest import LOADER, ArmBuild
-from tests.ca_factory import Authority
 from tests.fake_signer import FakeCaramel
 
 pytestmark = pytest.mark.arm

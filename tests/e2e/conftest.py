@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.harness import CaramelStack
+from testbed.harness import CaramelStack
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.command import client_command
-from tests.e2e import pki
-from tests.e2e.harness import CaramelStack, HarnessError
+from testbed import pki
+from testbed.command import client_command
+from testbed.harness import CaramelStack, HarnessError
 from tests.e2e.lifecycle import STEPS, Lifecycle, StepFailed
 
 CLIENT_ID = "demo-device-01"

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from cryptography.x509.oid import NameOID
 
-from tests.command import client_command, run_client
-from tests.e2e import pki
-from tests.e2e.harness import AccessRecord, CaramelStack, CsrRecord
+from testbed import pki
+from testbed.command import client_command, run_client
+from testbed.harness import AccessRecord, CaramelStack, CsrRecord
 
 EXIT_OK = 0
 EXIT_LOCKED = 1

@@ -32,10 +32,10 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
-from tests.command import run_client
-from tests.e2e import pki
-from tests.e2e.harness import CA_SUBJECT_ANSWERS, CaramelStack
-from tests.e2e.relay import Relay
+from testbed import pki
+from testbed.command import run_client
+from testbed.harness import CA_SUBJECT_ANSWERS, CaramelStack
+from testbed.relay import Relay
 
 pytestmark = pytest.mark.e2e
 

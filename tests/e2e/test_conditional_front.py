@@ -21,18 +21,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.command import run_client
-from tests.e2e import pki
-from tests.e2e.configs import Ports, caramel_ini
-from tests.e2e.harness import AccessRecord, CaramelStack
-from tests.e2e.lifecycle import SIGNATURE_GAP
-from tests.e2e.processes import (
+from testbed import pki
+from testbed.command import run_client
+from testbed.configs import Ports, caramel_ini
+from testbed.harness import AccessRecord, CaramelStack
+from testbed.processes import (
     Service,
     free_port,
     serves_ca_over_http,
     start_service,
     wait_until_ready,
 )
+from tests.e2e.lifecycle import SIGNATURE_GAP
 
 pytestmark = pytest.mark.e2e
 

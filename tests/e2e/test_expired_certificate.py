@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.command import run_client
-from tests.e2e import pki
-from tests.e2e.harness import CaramelStack
+from testbed import pki
+from testbed.command import run_client
+from testbed.harness import CaramelStack
 from tests.e2e.lifecycle import Lifecycle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.arm]

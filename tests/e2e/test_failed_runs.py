@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from cryptography.x509.oid import NameOID
 
-from tests.ca_factory import make_authority
-from tests.command import run_client
-from tests.e2e.harness import CaramelStack
+from testbed.ca_factory import make_authority
+from testbed.command import run_client
+from testbed.harness import CaramelStack
 from tests.e2e.lifecycle import Lifecycle
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import CaramelStack
+from testbed.harness import CaramelStack
 from tests.e2e.lifecycle import STEPS, Lifecycle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.arm]

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.e2e import pki
-from tests.e2e.harness import CaramelStack, HarnessError
+from testbed import pki
+from testbed.harness import CaramelStack, HarnessError
 from tests.e2e.lifecycle import SIGNATURE_GAP
 
 pytestmark = pytest.mark.e2e

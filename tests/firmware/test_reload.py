@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ca_factory import key_pem, make_authority, name, new_key, pem_of
+from testbed.ca_factory import key_pem, make_authority, name, new_key, pem_of
 from tests.firmware import units
 from tests.firmware.conftest import FIRMWARE, busybox_env, require_tool
 from tests.firmware.test_shell import shellcheck

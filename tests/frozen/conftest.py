@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.command import ENV_VAR, client_command
+from testbed.command import ENV_VAR, client_command
 
 REPO = Path(__file__).resolve().parents[2]
 FREEZE = REPO / "build" / "freeze.sh"
@@ -112,7 +112,7 @@ def binary() -> Binary:
 @pytest.fixture(scope="session")
 def embedded_bundle(ca_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The session's CA, then a fleet's next CA: a rollover bundle, as firmware ships it."""
-    from tests.ca_factory import make_authority
+    from testbed.ca_factory import make_authority
 
     bundle = tmp_path_factory.mktemp("bundle") / "fleet-cas.pem"
     bundle.write_bytes(ca_file.read_bytes() + make_authority(key_slot=5).pem)

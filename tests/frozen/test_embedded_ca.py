@@ -11,8 +11,8 @@ import subprocess
 from pathlib import Path
 
 from caramel_embedded import trust
-from tests.ca_factory import make_authority
-from tests.command import clean_environment
+from testbed.ca_factory import make_authority
+from testbed.command import clean_environment
 from tests.conftest import CLIENT_ID
 from tests.fake_signer import FakeCaramel
 from tests.frozen.conftest import Binary

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from werkzeug import Request, Response
 
-from tests.command import clean_environment, client_command
+from testbed.command import clean_environment, client_command
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 from tests.frozen.conftest import Binary

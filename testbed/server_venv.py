@@ -12,9 +12,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.e2e.processes import HarnessError
+from testbed.processes import HarnessError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVER_VENV = REPO_ROOT / ".cache" / "caramel-server-venv"
 
 # The server's whole dependency set, pinned exactly so that every machine runs the same

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
-from tests.e2e.processes import HarnessError
+from testbed.processes import HarnessError
 
 # --------------------------------------------------------------------------------------
 # What the server and nginx tell us

@@ -39,8 +39,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from tests.e2e.configs import Ports, caramel_ini, make_tls_server_certificate, nginx_conf
-from tests.e2e.processes import (
+from testbed.configs import Ports, caramel_ini, make_tls_server_certificate, nginx_conf
+from testbed.processes import (
     INTERRUPTS,
     OWNER_FILE,
     PORT_ATTEMPTS,
@@ -56,8 +56,8 @@ from tests.e2e.processes import (
     tls_handshake_with_ca,
     wait_until_ready,
 )
-from tests.e2e.records import AccessRecord, AdminRun, CsrRecord, parse_access_log, parse_csr_list
-from tests.e2e.server_venv import REPO_ROOT, SERVER_VENV, ensure_server_venv
+from testbed.records import AccessRecord, AdminRun, CsrRecord, parse_access_log, parse_csr_list
+from testbed.server_venv import REPO_ROOT, SERVER_VENV, ensure_server_venv
 
 __all__ = ["AccessRecord", "CaramelStack", "CsrRecord", "HarnessError"]
 

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.ca_factory import key_pem
-from tests.combined_check import pem_blocks
+from testbed.ca_factory import key_pem
+from testbed.combined_check import pem_blocks
 
 __all__ = ["key_pem", "pem_blocks"]  # kept here for the e2e modules that use them as pki.*
 

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.e2e.processes import HarnessError
+from testbed.processes import HarnessError
 
 # --------------------------------------------------------------------------------------
 # Configuration files
