@@ -117,7 +117,11 @@ def refresh(
     key_bits: int = 2048,
 ) -> Result:
     """One pass of the protocol (``wait=0``), or passes until a certificate is held or
-    ``wait`` seconds are over, polling with jitter while the request waits."""
+    ``wait`` seconds are over, polling with jitter while the request waits.
+
+    A ``CaramelError`` carries in ``credentials`` what the caller must keep instead of
+    ``held`` when the call made something new before it failed (a new key and its
+    request); None when ``held`` is still right."""
     settings = _check(
         server=server,
         client_id=client_id,
@@ -133,7 +137,12 @@ def refresh(
         if left <= 0:
             break
         time.sleep(min(left, _poll_interval(wait)))
-        result = _one_pass(result.credentials, settings)
+        try:
+            result = _one_pass(result.credentials, settings)
+        except CaramelError as error:
+            if error.credentials is None:  # what an earlier pass made must not be lost
+                error.credentials = result.credentials
+            raise
     return result
 
 

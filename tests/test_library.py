@@ -316,3 +316,20 @@ def test_the_library_needs_neither_the_command_line_nor_the_file() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_an_error_while_waiting_keeps_what_an_earlier_pass_made(signer: FakeCaramel) -> None:
+    """The first pass makes a key and posts it; the server then fails: the key comes back."""
+    from werkzeug import Response
+
+    def fail_after_the_post(request: object) -> Response | None:
+        if signer.requests("POST") and getattr(request, "method", "") == "GET":
+            return Response("down for maintenance", 503)
+        return None
+
+    signer.forced = fail_after_the_post
+    with pytest.raises(CaramelError, match="503") as raised:
+        call(signer, None, wait=3.0)
+    kept = raised.value.credentials
+    assert isinstance(kept, Credentials)
+    assert kept.request_pem == signer.requests("POST")[0].body
