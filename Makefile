@@ -11,7 +11,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-SYSTEM_PACKAGES := nginx openssl curl
+SYSTEM_PACKAGES := nginx openssl curl strace
 
 .PHONY: all venv system-deps test test-package test-binary test-bundle test-unit test-e2e \
 	lint format demo clean binary bundle bench build-deps bench-deps trim-report
@@ -27,11 +27,12 @@ TEST_DIST   := .cache/test-dist/$(HOST_ARCH)
 TEST_BINARY := $(TEST_DIST)/caramel-embedded
 TEST_BUNDLE := $(TEST_DIST)/caramel-embedded-dir/caramel-embedded
 FREEZE_INPUTS := $(wildcard caramel_embedded/*.py) build/freeze.sh build/caramel-embedded.spec \
-	build/check_ca.py build/elf_report.py build/requirements.lock build/backend.lock
+	build/check_ca.py build/elf_report.py build/requirements.lock build/backend.lock \
+	build/caramel_startup.py $(wildcard build/standins/*/*/*.py)
 # Test files that exercise modules in-process only: the binary pass leaves them out, since
 # CARAMEL_EMBEDDED_CMD cannot change what they test. Every other file (process-level,
 # real-server, and any new one) runs in both passes; tests/frozen only in the binary pass.
-PACKAGE_ONLY_TESTS := tests/test_lean_path.py tests/test_decision.py tests/test_parsers.py \
+PACKAGE_ONLY_TESTS := tests/test_lean_path.py tests/test_startup_hook.py tests/test_decision.py tests/test_parsers.py \
 	tests/test_client_id.py tests/test_pki.py tests/test_combined_file.py tests/test_report.py
 # Passes of their own, with their own targets: the ARM builds under emulation (build/arm.mk).
 OTHER_PASSES := tests/arm

@@ -90,7 +90,7 @@ def _materialize(destination: str, pieces: tuple[str, ...]) -> None:
             os.close(descriptor)
         os.rename(partial, destination)
     except OSError as error:
-        try:
+        try:  # noqa: SIM105 (contextlib is not imported at start, and need not be)
             os.unlink(partial)
         except OSError:
             pass
@@ -103,7 +103,7 @@ def _materialize(destination: str, pieces: tuple[str, ...]) -> None:
         raise SystemExit(_EXIT_STATUS) from None
 
 
-_real_idna: ModuleType | None = None
+_real_idna: dict[str, ModuleType] = {}  # "module": the real one, once imported
 # The public names of CPython 3.11's encodings/idna.py, handed over from the real module.
 _IDNA_NAMES = frozenset(
     {
@@ -115,15 +115,14 @@ _IDNA_NAMES = frozenset(
 
 def _real_idna_module() -> ModuleType:
     """The standard library's encodings.idna, imported on first need, beside the stand-in."""
-    global _real_idna
-    if _real_idna is None:
+    if not _real_idna:
         stand_in = sys.modules.pop("encodings.idna")
         try:
             __import__("encodings.idna")
-            _real_idna = sys.modules["encodings.idna"]
+            _real_idna["module"] = sys.modules["encodings.idna"]
         finally:
             sys.modules["encodings.idna"] = stand_in
-    return _real_idna
+    return _real_idna["module"]
 
 
 def idna_encode(text: str, errors: str = "strict") -> tuple[bytes, int]:
@@ -152,12 +151,15 @@ def _idna_stand_in() -> ModuleType:
     import codecs
 
     def lazily(name: str) -> Any:
-        return lambda *args: getattr(_real_idna_module(), name)(*args)
+        def make(*args: Any) -> Any:
+            return getattr(_real_idna_module(), name)(*args)
+
+        return make
 
     def getregentry() -> codecs.CodecInfo:
         return codecs.CodecInfo(
             name="idna",
-            encode=idna_encode,  # type: ignore[arg-type]
+            encode=idna_encode,
             decode=_idna_decode,  # type: ignore[arg-type]
             incrementalencoder=lazily("IncrementalEncoder"),
             incrementaldecoder=lazily("IncrementalDecoder"),
@@ -172,7 +174,9 @@ def _idna_stand_in() -> ModuleType:
             raise AttributeError(name)
         return getattr(_real_idna_module(), name)
 
-    module = ModuleType("encodings.idna", "The idna codec, ASCII fast path (build/rthook_deferred.py).")
+    module = ModuleType(
+        "encodings.idna", "The idna codec, ASCII fast path (build/caramel_startup.py)."
+    )
     module.getregentry = getregentry  # type: ignore[attr-defined]
     module.__getattr__ = __getattr__  # type: ignore[method-assign]
     return module

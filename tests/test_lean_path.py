@@ -6,6 +6,11 @@ imported, so that a stray top-level import fails here rather than on a board.
 
 dataclasses imports inspect, ast and dis, and building a frozen dataclass runs exec():
 about 8 ms of every frozen start for 17 small records, so the package uses NamedTuple.
+
+The probe starts as the frozen forms do (build/caramel_startup.py's idna fast path, and
+build/standins' urllib3.http2 in the real one's place), so that it also fails if the
+client's own code imports ``importlib.metadata`` (about 10 ms, left out of the frozen
+forms) or needs ``unicodedata`` (deferred in the one-file form: 1.1 MB unpacked).
 """
 
 from __future__ import annotations
@@ -13,20 +18,41 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 from tests.test_protocol import LAST_MODIFIED, installed
 
-PROBE = """
-import json, sys
+BUILD = Path(__file__).resolve().parents[1] / "build"
+STAND_IN = BUILD / "standins" / "urllib3" / "http2" / "__init__.py"
+PROBE = f"""
+import importlib.util, json, sys
+sys.path.insert(0, {str(BUILD)!r})
+import caramel_startup
+caramel_startup.install({{}})
+sys.path.pop(0)
+
+class StandIns:
+    # urllib3.http2 from build/standins, as the frozen forms carry it.
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name != "urllib3.http2":
+            return None
+        package = importlib.util.find_spec("urllib3").submodule_search_locations[0]
+        return importlib.util.spec_from_file_location(
+            name, {str(STAND_IN)!r}, submodule_search_locations=[package + "/http2"]
+        )
+
+sys.meta_path.insert(0, StandIns)
 from caramel_embedded import cli
 status = cli.main(sys.argv[1:])
 heavy = sorted(
     m for m in sys.modules
-    if m.startswith("cryptography") or m in ("dataclasses", "inspect", "ast", "dis")
+    if m.startswith("cryptography")
+    or m in ("dataclasses", "inspect", "ast", "dis", "importlib.metadata", "unicodedata")
 )
-print(json.dumps({"status": status, "heavy": heavy}))
+print(json.dumps({{"status": status, "heavy": heavy}}))
 """
 
 

@@ -18,7 +18,7 @@ import typing
 URLLIB3_VERSION = "2.8.0"
 REPLACES_SHA256 = "c73ac0487ed1e4035190f24ea2de651a70133aadca2aec97cc8e36adc9f09aab"
 
-__all__ = [
+__all__ = [  # noqa: RUF022 (the real module's order: a test compares)
     "inject_into_urllib3",
     "extract_from_urllib3",
 ]
