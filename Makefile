@@ -126,7 +126,8 @@ BENCH_FLOOR := .cache/bench-floor
 bench: venv system-deps bench-deps $(TEST_BINARY) $(TEST_BUNDLE)
 	bench/freeze_floor.sh $(HOST_ARCH) $(BENCH_FLOOR)
 	$(BIN)/python bench/run.py --binary $(TEST_BINARY) --bundle $(TEST_BUNDLE) \
-		--floor $(BENCH_FLOOR)/floor/floor --sizes-from $(dir $(TEST_DIST)) --sizes-from dist
+		--floor $(BENCH_FLOOR)/floor/floor --sizes-from $(dir $(TEST_DIST)) --sizes-from dist \
+		--arm-dist $(dir $(TEST_DIST))
 
 test-unit: venv
 	$(BIN)/python -m pytest -q -m "not e2e" $(addprefix --ignore=,tests/frozen $(OTHER_PASSES))
