@@ -25,26 +25,12 @@ from tests.fake_signer import FakeCaramel
 from tests.test_protocol import LAST_MODIFIED, installed
 
 BUILD = Path(__file__).resolve().parents[1] / "build"
-STAND_IN = BUILD / "standins" / "urllib3" / "http2" / "__init__.py"
 PROBE = f"""
-import importlib.util, json, sys
+import json, sys
 sys.path.insert(0, {str(BUILD)!r})
-import caramel_startup
-caramel_startup.install({{}})
+import frozen_like
+frozen_like.install()
 sys.path.pop(0)
-
-class StandIns:
-    # urllib3.http2 from build/standins, as the frozen forms carry it.
-    @classmethod
-    def find_spec(cls, name, path=None, target=None):
-        if name != "urllib3.http2":
-            return None
-        package = importlib.util.find_spec("urllib3").submodule_search_locations[0]
-        return importlib.util.spec_from_file_location(
-            name, {str(STAND_IN)!r}, submodule_search_locations=[package + "/http2"]
-        )
-
-sys.meta_path.insert(0, StandIns)
 from caramel_embedded import cli
 status = cli.main(sys.argv[1:])
 heavy = sorted(
