@@ -12,7 +12,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-SYSTEM_PACKAGES := nginx openssl curl
+SYSTEM_PACKAGES := nginx openssl curl strace
 
 .PHONY: all venv system-deps test test-package test-binary test-bundle test-unit test-e2e \
 	lint format demo clean binary bundle bench build-deps bench-deps trim-report
@@ -28,7 +28,8 @@ TEST_DIST   := .cache/test-dist/$(HOST_ARCH)
 TEST_BINARY := $(TEST_DIST)/caramel-embedded
 TEST_BUNDLE := $(TEST_DIST)/caramel-embedded-dir/caramel-embedded
 FREEZE_INPUTS := $(wildcard caramel_embedded/*.py) build/freeze.sh build/caramel-embedded.spec \
-	build/check_ca.py build/elf_report.py build/requirements.lock build/backend.lock
+	build/check_ca.py build/elf_report.py build/requirements.lock build/backend.lock \
+	build/caramel_startup.py $(wildcard build/standins/*/*/*.py)
 # Where a test runs is said by the test: `pytest.mark.in_process` marks the tests of modules
 # in this process (the package pass only: CARAMEL_EMBEDDED_CMD cannot change them);
 # `pytest.mark.arm` the process-level tests that the ARM pass runs too (build/arm.mk);
@@ -125,7 +126,8 @@ BENCH_FLOOR := .cache/bench-floor
 bench: venv system-deps bench-deps $(TEST_BINARY) $(TEST_BUNDLE)
 	bench/freeze_floor.sh $(HOST_ARCH) $(BENCH_FLOOR)
 	$(BIN)/python bench/run.py --binary $(TEST_BINARY) --bundle $(TEST_BUNDLE) \
-		--floor $(BENCH_FLOOR)/floor/floor --sizes-from $(dir $(TEST_DIST)) --sizes-from dist
+		--floor $(BENCH_FLOOR)/floor/floor --sizes-from $(dir $(TEST_DIST)) --sizes-from dist \
+		--arm-dist $(dir $(TEST_DIST))
 
 test-unit: venv
 	$(BIN)/python -m pytest -q -m "not e2e" $(addprefix --ignore=,tests/frozen $(OTHER_PASSES))

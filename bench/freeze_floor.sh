@@ -20,7 +20,8 @@ if [ ! -x "$VENV/bin/pyinstaller" ]; then
 	echo "freeze_floor.sh: no build venv $VENV: build/freeze.sh makes it (make bench does)" >&2
 	exit 2
 fi
-digest=$(cat "$REPO/bench/floor.py" "$REPO/bench/floor.spec" "$0" "$VENV/.stamp" | sha256sum)
+digest=$(cat "$REPO/bench/floor.py" "$REPO/bench/floor.spec" "$0" "$VENV/.stamp" \
+	"$REPO/build/caramel_startup.py" "$REPO/build/standins/urllib3/http2/__init__.py" | sha256sum)
 if [ -x "$OUTPUT/floor/floor" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$digest" ]; then
 	exit 0
 fi

@@ -11,6 +11,11 @@ optional`` against the CA. Two ports give the two unchanged paths:
 
 The combined file and the served certificate carry the same modification time, so every
 variant (the client and the curl baseline) sends the matching ``If-Modified-Since``.
+
+A third port, ``renewal``, serves a renewed certificate for the same request (always 200):
+a slow path that loads cryptography (the new certificate is checked against the key and
+installed) without generating a key, whose time would vary from run to run. The bench
+runs it on a fresh copy of the combined file each time.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from testbed.ca_factory import make_authority, server_credentials
 
 CLIENT_ID = "bench-device-0001"
 PATHS = ("not_modified", "same_certificate")
+RENEWAL = "renewal"
 _DER = serialization.Encoding.DER
 
 
@@ -74,6 +80,15 @@ def _device(directory: Path, ca_file: Path) -> tuple[Path, str]:
     served = directory / "www" / parsed.request_sha256
     served.parent.mkdir()
     served.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    renewed = authority.issue(
+        request.public_key(),  # type: ignore[arg-type]
+        request.subject,
+        not_before=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1),
+    )
+    (directory / "www-renewed").mkdir()
+    (directory / "www-renewed" / parsed.request_sha256).write_bytes(
+        renewed.public_bytes(serialization.Encoding.PEM)
+    )
     stamp = int(time.time()) - 60
     for path in (combined, served):
         os.utime(path, (stamp, stamp))
@@ -93,7 +108,7 @@ def _nginx_conf(directory: Path, ca_file: Path, ports: dict[str, int]) -> str:
         ssl_verify_client optional;
         ssl_session_cache off;
         ssl_session_tickets off;
-        root {directory}/www;
+        root {directory}/{"www-renewed" if path == RENEWAL else "www"};
         default_type application/octet-stream;
         if_modified_since {"exact" if path == "not_modified" else "off"};
         etag off;
@@ -141,7 +156,7 @@ def running(directory: Path) -> Iterator[World]:
     """The world, with nginx up for as long as the block runs."""
     ca_file = directory / "ca.pem"
     combined, sha = _device(directory, ca_file)
-    ports = {path: _free_port() for path in PATHS}
+    ports = {path: _free_port() for path in (*PATHS, RENEWAL)}
     (directory / "nginx-tmp").mkdir()
     conf = directory / "nginx.conf"
     conf.write_text(_nginx_conf(directory, ca_file, ports))

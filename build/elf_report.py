@@ -26,6 +26,7 @@ import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # glibc's own shared objects: what a target has when it has "the C library".
 _GLIBC_SONAME = re.compile(
@@ -124,7 +125,28 @@ def _packed_files(binary: Path) -> list[tuple[str, bytes]]:
     for name, entry in archive.toc.items():
         if entry[-1] in ("b", "x"):  # binaries and data files; ELF magic decides below
             packed.append((name, archive.extract(name)))
+        elif entry[-1] == "z":
+            packed.extend(_deferred_files(archive.open_embedded_archive(name)))
     return packed
+
+
+def _deferred_files(pyz: Any) -> list[tuple[str, bytes]]:
+    """The files the spec carries in the PYZ, unpacked only when a run needs them
+    (build/caramel-embedded.spec, "deferred native files"): modules named
+    pyi_deferred_<path>_NNN whose one constant is a piece of the file, in order. Their
+    glibc needs count as much as those of the files the launcher unpacks at start."""
+    pieces: dict[str, list[tuple[str, bytes]]] = {}
+    for module in pyz.toc:
+        match = re.fullmatch(r"pyi_deferred_\w+_(\d{3})", module)
+        if match:
+            constants = pyz.extract(module).co_consts
+            destination = next(c for c in constants if isinstance(c, str))
+            data = next(c for c in constants if isinstance(c, bytes))
+            pieces.setdefault(destination, []).append((match[1], data))
+    return [
+        (destination, b"".join(data for _, data in sorted(parts)))
+        for destination, parts in sorted(pieces.items())
+    ]
 
 
 def collect(target: Path) -> list[ElfFacts]:

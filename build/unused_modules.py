@@ -32,6 +32,13 @@ def record(log: Path, arguments: list[str]) -> int:
     One line per run: the modules the interpreter had loaded before the client started
     (site and its hooks), a tab, then every module loaded at the end.
     """
+    # As the frozen forms start (the idna fast path, the urllib3.http2 stand-in), so that
+    # what the binary leaves out is judged against what the binary would import.
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import frozen_like
+
+    sys.path.pop(0)
+    frozen_like.install()
     at_start = sorted(sys.modules)
     from caramel_embedded import cli
 

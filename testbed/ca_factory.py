@@ -126,13 +126,18 @@ def make_authority(
     return Authority(key, certificate)
 
 
+# An internationalised name (bücher.test, in its ASCII form) that tests map to loopback in
+# a private /etc/hosts: tests/frozen/test_idna.py.
+IDN_HOST = "xn--bcher-kva.test"
+
+
 def server_credentials(authority: Authority, directory: Path) -> tuple[Path, Path]:
-    """A TLS server certificate for 127.0.0.1, ::1 and localhost, and its key, as files."""
+    """A TLS server certificate for 127.0.0.1, ::1, localhost and IDN_HOST, and its key."""
     key = new_key(90)
     certificate = authority.issue(
         key.public_key(),
         name(((NameOID.COMMON_NAME, "127.0.0.1"),)),
-        server_hosts=("127.0.0.1", "::1", "localhost"),
+        server_hosts=("127.0.0.1", "::1", "localhost", IDN_HOST),
     )
     cert_path = directory / "server.crt"
     key_path = directory / "server.key"

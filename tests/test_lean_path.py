@@ -6,6 +6,11 @@ imported, so that a stray top-level import fails here rather than on a board.
 
 dataclasses imports inspect, ast and dis, and building a frozen dataclass runs exec():
 about 8 ms of every frozen start for 17 small records, so the package uses NamedTuple.
+
+The probe starts as the frozen forms do (build/caramel_startup.py's idna fast path, and
+build/standins' urllib3.http2 in the real one's place), so that it also fails if the
+client's own code imports ``importlib.metadata`` (about 10 ms, left out of the frozen
+forms) or needs ``unicodedata`` (deferred in the one-file form: 1.1 MB unpacked).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,15 +30,21 @@ from tests.test_protocol import LAST_MODIFIED, installed
 # start-up checks in tests/frozen).
 pytestmark = pytest.mark.in_process
 
-PROBE = """
+BUILD = Path(__file__).resolve().parents[1] / "build"
+PROBE = f"""
 import json, sys
+sys.path.insert(0, {str(BUILD)!r})
+import frozen_like
+frozen_like.install()
+sys.path.pop(0)
 from caramel_embedded import cli
 status = cli.main(sys.argv[1:])
 heavy = sorted(
     m for m in sys.modules
-    if m.startswith("cryptography") or m in ("dataclasses", "inspect", "ast", "dis")
+    if m.startswith("cryptography")
+    or m in ("dataclasses", "inspect", "ast", "dis", "importlib.metadata", "unicodedata")
 )
-print(json.dumps({"status": status, "heavy": heavy}))
+print(json.dumps({{"status": status, "heavy": heavy}}))
 """
 
 

@@ -223,3 +223,34 @@ def test_strip_leaves_the_binary_as_it_is(frozen_binary: Path, tmp_path: Path) -
     subprocess.run([require_tool("strip"), "-o", str(stripped), str(frozen_binary)], check=True)
     assert stripped.read_bytes() == frozen_binary.read_bytes()
     runs(stripped)
+
+
+def test_installed_service_unpacks_into_a_tmpfs(
+    frozen_binary: Path, ca_file: Path, tmp_path: Path
+) -> None:
+    """PrivateTmp= puts the service's /tmp on the file system of the host's /tmp, often
+    flash on a board; the one-file binary unpacks into $TMPDIR at every start. The
+    installed unit points TMPDIR at its RuntimeDirectory= under %t (/run for a system
+    unit), which systemd mounts as a tmpfs before any service, and removes when the unit
+    stops; the installed defaults file, read after Environment=, must not override it."""
+    destdir = tmp_path / "destdir"
+    result = make_install(
+        destdir, frozen_binary.parent, "PREFIX=/usr", "INIT=both", f"CA_CERT={ca_file}"
+    )
+    assert result.returncode == 0, result.stderr
+    text = (destdir / "usr/lib/systemd/system/caramel-embedded.service").read_text()
+    environment = dict(
+        item.split("=", 1)
+        for line in units.values(text, "Service", "Environment")
+        for item in shlex.split(line)
+    )
+    tmpdir = environment["TMPDIR"].replace("%t", "/run")
+    runtime = units.value(text, "Service", "RuntimeDirectory").split()
+    assert tmpdir in {f"/run/{directory}" for directory in runtime}
+    assert units.value(text, "Service", "RuntimeDirectoryMode") == "0700"
+    defaults = (destdir / "etc/default/caramel-embedded").read_text()
+    assert not [line for line in defaults.splitlines() if line.startswith("TMPDIR=")]
+    # The init script's default is under /run as well, and it mounts a tmpfs there when
+    # /run is not one (tests/firmware/test_sysvinit.py runs that).
+    assert "\nCARAMEL_RUNTIME_TMPDIR=/run/caramel-embedded\n" in defaults
+    verify_installed_units(destdir, tmp_path)

@@ -192,3 +192,28 @@ def test_cleanup_spares_a_client_whose_launcher_was_killed(
     third = init_script(device, busybox_bin, "run")
     assert third.returncode == 69, third.stderr
     assert not its_dir.exists()
+
+
+def mount_type(path: Path) -> str | None:
+    """The file system type mounted exactly at path, or None."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[4].replace("\\040", " ") == str(path):
+            return fields[fields.index("-") + 1]
+    return None
+
+
+def test_each_run_unpacks_into_a_tmpfs_of_its_own(device: Device, busybox_bin: Path) -> None:
+    """CARAMEL_RUNTIME_TMPDIR here is on the test machine's disk, as /run may be on a board
+    that does not mount it: the script mounts a tmpfs on the run's directory, so the
+    one-file binary writes nothing to persistent storage, and unmounts it afterwards."""
+    device.server.delay = 1.5
+    running = start_run(device, busybox_bin)
+    try:
+        its_dir = wait_for_unpacked(device)
+        assert mount_type(its_dir) == "tmpfs"
+    finally:
+        status = running.wait(timeout=30)
+    assert status == 69
+    assert mount_type(its_dir) is None
+    assert not its_dir.exists()

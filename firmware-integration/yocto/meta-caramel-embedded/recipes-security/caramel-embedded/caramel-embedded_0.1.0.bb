@@ -23,7 +23,9 @@ EXTERNALSRC = "${CARAMEL_EMBEDDED_TREE}"
 EXTERNALSRC_BUILD = "${WORKDIR}/build"
 do_buildclean[noexec] = "1"
 
-# onefile: one file, unpacks about 27 MB into a tmpfs at each run (RAM for a moment);
+# onefile: one file, unpacks about 14 MB into a tmpfs at each run (26 MB on a run that
+# needs cryptography: first run, new certificate; RAM for a moment; the service and the
+# init script give it that tmpfs under /run);
 # onedir: about 29 MB of flash, starts faster, writes nothing at run time.
 CARAMEL_EMBEDDED_FORM ?= "onefile"
 # A CA certificate (PEM) to install as ${sysconfdir}/caramel/ca.pem and name in
