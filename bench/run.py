@@ -29,14 +29,12 @@ the per-round ratios (each variant against the baseline of the same round).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import measure, server  # noqa: E402
+from testbed.tmpfs import tmpfs as mounted_tmpfs  # noqa: E402
 
 ARCHES = ("x86_64", "aarch64", "armhf")
 # Issue 13's goals (issue 5's were 3x and 2x; its floors showed them out of reach).
@@ -88,22 +87,6 @@ def _client_argv(command: list[str], world: server.World, path: str) -> list[str
         "--ca-cert",
         str(world.ca_file),
     ]
-
-
-@contextlib.contextmanager
-def _tmpfs(mount_point: Path) -> Iterator[Path | None]:
-    """A tmpfs for the one-file launcher's unpacking; None where we may not mount."""
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=128m,mode=1777", "tmpfs", str(mount_point)],
-        capture_output=True,
-        check=False,
-    )
-    try:
-        yield mount_point if mounted.returncode == 0 else None
-    finally:
-        if mounted.returncode == 0:
-            subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def _baseline_argv(command: list[str], world: server.World, path: str) -> list[str]:
@@ -645,7 +628,7 @@ def main(argv: list[str]) -> int:
         parser.error("--runs: at least 15")
     with tempfile.TemporaryDirectory(prefix="caramel-bench-") as scratch:
         work = Path(scratch)
-        with server.running(work) as world, _tmpfs(work / "tmpfs") as tmpfs:
+        with server.running(work) as world, mounted_tmpfs(work / "tmpfs", "128m") as tmpfs:
             variants = _variants(
                 world,
                 work,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -36,6 +35,7 @@ from cryptography.hazmat.primitives import serialization
 
 from caramel_embedded import pki, state
 from testbed.ca_factory import make_authority, server_credentials
+from testbed.processes import find_nginx, free_port
 
 CLIENT_ID = "bench-device-0001"
 PATHS = ("not_modified", "same_certificate")
@@ -51,12 +51,6 @@ class World:
     combined_file: Path
     urls: dict[str, str]
     server_url: dict[str, str]  # SERVER argument of the client, per path
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _device(directory: Path, ca_file: Path) -> tuple[Path, str]:
@@ -131,13 +125,6 @@ http {{
 """
 
 
-def _nginx() -> str:
-    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-    if found is None:
-        raise SystemExit("bench: nginx is not installed (make system-deps)")
-    return found
-
-
 def _wait_for_ports(ports: dict[str, int], process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 20
     for port in ports.values():
@@ -156,12 +143,12 @@ def running(directory: Path) -> Iterator[World]:
     """The world, with nginx up for as long as the block runs."""
     ca_file = directory / "ca.pem"
     combined, sha = _device(directory, ca_file)
-    ports = {path: _free_port() for path in (*PATHS, RENEWAL)}
+    ports = {path: free_port() for path in (*PATHS, RENEWAL)}
     (directory / "nginx-tmp").mkdir()
     conf = directory / "nginx.conf"
     conf.write_text(_nginx_conf(directory, ca_file, ports))
     process = subprocess.Popen(
-        [_nginx(), "-p", str(directory), "-c", str(conf), "-e", str(directory / "nginx.log")],
+        [find_nginx(), "-p", str(directory), "-c", str(conf), "-e", str(directory / "nginx.log")],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -24,6 +24,7 @@ import pytest
 from werkzeug import Request, Response
 
 from testbed.command import clean_environment, client_command
+from testbed.tmpfs import tmpfs as testbed_tmpfs
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 from tests.frozen.conftest import Binary
@@ -45,19 +46,10 @@ def children(pid: int) -> list[int]:
 @contextlib.contextmanager
 def tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
     """A tmpfs of ``size`` at mount_point (the tests run as root, as CI does)."""
-    mount_point.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=1777", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs (these tests need root): {mounted.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+    with testbed_tmpfs(mount_point, size) as mounted:
+        if mounted is None:
+            pytest.fail("cannot mount a tmpfs (these tests need root)")
+        yield mounted
 
 
 def test_statuses_0_1_69_127_come_through_the_launcher(
