@@ -6,7 +6,7 @@
 #   make fleet FLEET_ARGS="--devices 50"        a quick look
 #   CARAMEL_EMBEDDED_CMD=$PWD/dist/x86_64/caramel-embedded make fleet   the frozen binary
 #
-# The devices run the command tests/command.py selects: the package (python -m
+# The devices run the command testbed/command.py selects: the package (python -m
 # caramel_embedded from the venv) unless CARAMEL_EMBEDDED_CMD names another.
 
 FLEET_ARGS ?=

@@ -236,10 +236,17 @@ def tls_server_context(authority: Authority, directory: Path) -> ssl.SSLContext:
 
 
 @contextlib.contextmanager
-def serving(authority: Authority, directory: Path) -> Iterator[FakeCaramel]:
-    """A fake signer of ``authority`` on loopback for the block; ``.url`` says where."""
-    server, fake = start(authority, directory)
-    fake.url = f"https://127.0.0.1:{server.port}"  # type: ignore[attr-defined]
+def serving(
+    authority: Authority,
+    directory: Path,
+    host: str = "127.0.0.1",
+    context: ssl.SSLContext | None = None,
+) -> Iterator[FakeCaramel]:
+    """A fake signer of ``authority`` on ``host`` for the block; ``.url`` and ``.port`` say
+    where. ``context``: another server TLS (a certificate for one name only, say)."""
+    server, fake = start(authority, directory, host, context)
+    fake.port = server.port  # type: ignore[attr-defined]
+    fake.url = f"https://{f'[{host}]' if ':' in host else host}:{server.port}"  # type: ignore[attr-defined]
     try:
         yield fake
     finally:
@@ -248,13 +255,16 @@ def serving(authority: Authority, directory: Path) -> Iterator[FakeCaramel]:
 
 
 def start(
-    authority: Authority, directory: Path, host: str = "127.0.0.1"
+    authority: Authority,
+    directory: Path,
+    host: str = "127.0.0.1",
+    context: ssl.SSLContext | None = None,
 ) -> tuple[HTTPServer, FakeCaramel]:
     signer = FakeCaramel(authority)
     server = HTTPServer(
         host=host,
         port=0,
-        ssl_context=tls_server_context(authority, directory),
+        ssl_context=context or tls_server_context(authority, directory),
         threaded=True,
     )
     server.expect_request(re.compile(".*")).respond_with_handler(signer.handle)

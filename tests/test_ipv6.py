@@ -9,12 +9,10 @@ only its IPv6 address, in a mount namespace of the client's own (as in
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pytest_httpserver import HTTPServer
 
 from testbed.ca_factory import Authority
 from testbed.command import client_command
@@ -28,12 +26,8 @@ V6_NAME = "caramel-v6.invalid"
 
 @pytest.fixture
 def v6_signer(authority: Authority, tmp_path: Path) -> Iterator[tuple[FakeCaramel, int]]:
-    server, signer = fake_signer.start(authority, tmp_path, host="::1")
-    try:
-        yield signer, server.port
-    finally:
-        server.clear()
-        server.stop()
+    with fake_signer.serving(authority, tmp_path, host="::1") as signer:
+        yield signer, signer.port  # type: ignore[attr-defined]
 
 
 def test_server_given_as_an_ipv6_address(
@@ -63,20 +57,9 @@ def test_ipv6_address_without_scheme(client: Client, v6_signer: tuple[FakeCarame
 @pytest.fixture
 def aaaa_signer(authority: Authority, tmp_path: Path) -> Iterator[tuple[FakeCaramel, int]]:
     """The fake signer on ::1 only, with a certificate for ``V6_NAME``."""
-    signer = FakeCaramel(authority)
-    server = HTTPServer(
-        host="::1",
-        port=0,
-        ssl_context=named_tls_context(authority, V6_NAME, tmp_path),
-        threaded=True,
-    )
-    server.expect_request(re.compile(".*")).respond_with_handler(signer.handle)
-    server.start()
-    try:
-        yield signer, server.port
-    finally:
-        server.clear()
-        server.stop()
+    context = named_tls_context(authority, V6_NAME, tmp_path)
+    with fake_signer.serving(authority, tmp_path, host="::1", context=context) as signer:
+        yield signer, signer.port  # type: ignore[attr-defined]
 
 
 def test_name_with_only_an_aaaa_record(

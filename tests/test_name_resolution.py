@@ -36,10 +36,10 @@ from pathlib import Path
 
 import pytest
 from cryptography.x509.oid import NameOID
-from pytest_httpserver import HTTPServer
 
 from testbed.ca_factory import Authority, key_pem, name, new_key, pem_of
 from testbed.command import client_command, start
+from tests import fake_signer
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 
@@ -229,20 +229,9 @@ def named_tls_context(authority: Authority, host: str, directory: Path) -> ssl.S
 @pytest.fixture
 def named_signer(authority: Authority, tmp_path: Path) -> Iterator[tuple[FakeCaramel, int]]:
     """The fake signer on 127.0.0.1, with a certificate for ``SIGNER_NAME``."""
-    signer = FakeCaramel(authority)
-    server = HTTPServer(
-        host="127.0.0.1",
-        port=0,
-        ssl_context=named_tls_context(authority, SIGNER_NAME, tmp_path),
-        threaded=True,
-    )
-    server.expect_request(re.compile(".*")).respond_with_handler(signer.handle)
-    server.start()
-    try:
-        yield signer, server.port
-    finally:
-        server.clear()
-        server.stop()
+    context = named_tls_context(authority, SIGNER_NAME, tmp_path)
+    with fake_signer.serving(authority, tmp_path, context=context) as signer:
+        yield signer, signer.port  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
