@@ -119,4 +119,5 @@ class _Connector:
             self._deadline,
             self._progress,
             proxy=self._job.proxy,
+            held_in=self._job.file,
         )

@@ -21,6 +21,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -174,31 +175,47 @@ def user_agent(client_id: str) -> str:
     return f"caramel-embedded/{__version__} (client-id={client_id})"
 
 
-def tls_context(anchor: TrustAnchor, client: LocalState | None) -> ssl.SSLContext:
+def tls_context(
+    anchor: TrustAnchor, client: LocalState | None, held_in: Path | None = None
+) -> ssl.SSLContext:
     """Verify against the CA(s) only; optionally present the held key and certificate.
 
     ``ssl`` loads a client certificate only from a file: it is handed one that lives in
-    memory (``memfd_create``), so nothing is written anywhere and the combined file is not
-    read a second time. A key and certificate that do not load together are the held
-    state's fault, not the network's: ``UnusableKeyError``.
+    memory (``memfd_create``, opened through /proc), so nothing is written anywhere and the
+    combined file is not read a second time. Where /proc is not mounted (a chroot, early
+    boot), ``held_in`` names a file that already holds them (the command's locked combined
+    file); the library has none, and says so. A key and certificate that do not load
+    together are the held state's fault, not the network's: ``UnusableKeyError``.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_verify_locations(cadata=anchor.pem.decode("ascii"))
     if client is not None and client.certificate_der is not None:
-        descriptor = os.memfd_create("caramel-client-certificate", os.MFD_CLOEXEC)
         try:
-            os.write(
-                descriptor, compose(client.key_der, client.request_der, client.certificate_der)
-            )
-            context.load_cert_chain(f"/proc/self/fd/{descriptor}")
+            _load_client_certificate(context, client, held_in)
         except ssl.SSLError as error:
             raise UnusableKeyError(
                 f"the key and certificate do not load together ({error.reason or error})"
             ) from None
-        finally:
-            os.close(descriptor)
     return context
+
+
+def _load_client_certificate(
+    context: ssl.SSLContext, client: LocalState, held_in: Path | None
+) -> None:
+    assert client.certificate_der is not None
+    descriptor = os.memfd_create("caramel-client-certificate", os.MFD_CLOEXEC)
+    try:
+        os.write(descriptor, compose(client.key_der, client.request_der, client.certificate_der))
+        context.load_cert_chain(f"/proc/self/fd/{descriptor}")
+    except FileNotFoundError:
+        if held_in is None:
+            raise NetworkError(
+                "cannot hand the client certificate to TLS: /proc is not mounted"
+            ) from None
+        context.load_cert_chain(str(held_in))
+    finally:
+        os.close(descriptor)
 
 
 class CaramelServer:
@@ -213,9 +230,11 @@ class CaramelServer:
         progress: Callable[[str], None],
         *,
         proxy: Proxy | None = None,
+        held_in: Path | None = None,
     ) -> None:
         self.address = address
         self._proxy = proxy
+        self._held_in = held_in  # where the held key and certificate are, without /proc
         self._anchor = anchor
         self._deadline = deadline
         self._progress = progress
@@ -260,7 +279,7 @@ class CaramelServer:
         return _Pool(
             self.address.host,
             self.address.port,
-            ssl_context=tls_context(self._anchor, client),
+            ssl_context=tls_context(self._anchor, client, self._held_in),
             maxsize=1,
             retries=False,
             addresses=self._looked_up(),

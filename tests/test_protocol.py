@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from werkzeug import Request, Response
 from caramel_embedded import __version__, pem
 from caramel_embedded.httpdate import format_http_date
 from testbed.ca_factory import make_authority
+from testbed.command import clean_environment, client_command
 from tests.conftest import CLIENT_ID, Client
 from tests.fake_signer import FakeCaramel, problem
 
@@ -436,3 +438,23 @@ def test_verbose_output_never_shows_the_key(client: Client, signer: FakeCaramel)
     for key in (first_key, key_of(client.file)):
         base64_lines = pem.encode("PRIVATE KEY", key).decode().splitlines()[1:-1]
         assert not any(line in text for line in base64_lines)
+
+
+def test_our_certificate_is_shown_where_proc_is_not_mounted(
+    client: Client, signer: FakeCaramel
+) -> None:
+    """ssl takes the client certificate from a memory file opened through /proc; without
+    /proc (a chroot, early boot) the locked combined file, which holds the same, serves."""
+    import shutil
+
+    installed(client, signer)
+    signer.seen.clear()
+    unshare = shutil.which("unshare")
+    assert unshare, "this test needs unshare (util-linux) to hide /proc"
+    hidden = subprocess.run(
+        [unshare, "--mount", "--propagation", "private", "sh", "-c",
+         'mount -t tmpfs none /proc && exec "$@"', "sh", *client_command(), *client.args()],
+        env=clean_environment(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (hidden.returncode, hidden.stderr) == (0, "")
+    assert signer.requests("GET")[0].client_certificate is not None

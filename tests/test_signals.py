@@ -82,7 +82,14 @@ def hold(signer: FakeCaramel) -> Iterator[dict[str, Gate]]:
 
 
 # Beyond the SPEC's list: every other catchable signal whose default would end the run.
-OTHER_ENDING_SIGNALS = ["PWR", "VTALRM", "XCPU", "RTMIN"]
+OTHER_ENDING_SIGNALS = [
+    "PWR",
+    "VTALRM",
+    "XCPU",
+    # qemu-user (the ARM pass) dies of a real-time signal itself (status -34) instead of
+    # passing it on to the emulated client: a limit of the emulator, tested natively.
+    pytest.param("RTMIN", marks=pytest.mark.native_only),
+]
 
 
 @pytest.mark.parametrize("name", SIGNALS + OTHER_ENDING_SIGNALS)

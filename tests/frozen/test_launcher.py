@@ -24,7 +24,7 @@ import pytest
 from werkzeug import Request, Response
 
 from testbed.command import clean_environment, client_command
-from testbed.tmpfs import tmpfs as testbed_tmpfs
+from testbed.tmpfs import tmpfs as mount_tmpfs
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 from tests.frozen.conftest import Binary
@@ -46,7 +46,7 @@ def children(pid: int) -> list[int]:
 @contextlib.contextmanager
 def tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
     """A tmpfs of ``size`` at mount_point (the tests run as root, as CI does)."""
-    with testbed_tmpfs(mount_point, size) as mounted:
+    with mount_tmpfs(mount_point, size) as mounted:
         if mounted is None:
             pytest.fail("cannot mount a tmpfs (these tests need root)")
         yield mounted
