@@ -174,9 +174,17 @@ def test_cleanup_spares_a_client_whose_launcher_was_killed(
 ) -> None:
     """Script and launcher killed, the client still running from the unpacked files."""
     init_script(device, busybox_bin, "run")
-    device.server.delay = 2.0
+    # Long enough for the second run below to start while the orphan still waits.
+    device.server.delay = 10.0
+    asked_before = len(device.server.requests("GET"))
     running = start_run(device, busybox_bin)
     its_dir = wait_for_unpacked(device)
+    # Unpacked is not yet started: wait until the client holds the lock and has asked the
+    # server (its GET arrived; the answer waits out the server's delay).
+    deadline = time.monotonic() + 30
+    while len(device.server.requests("GET")) == asked_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(device.server.requests("GET")) > asked_before, "the client never asked"
     [launcher] = children(running.pid)
     [client] = children(launcher)
     os.kill(running.pid, signal.SIGKILL)
