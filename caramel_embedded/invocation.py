@@ -21,8 +21,8 @@ from caramel_embedded.server_address import ServerAddress
 from caramel_embedded.state import CorruptFileError, parse
 
 if TYPE_CHECKING:
+    from caramel_embedded.deadline import Deadline
     from caramel_embedded.proxy import Proxy
-    from caramel_embedded.transport import Deadline
 
 
 class Job(NamedTuple):
@@ -108,10 +108,10 @@ class _Connector:
         self._deadline: Deadline | None = None
 
     def __call__(self) -> Server:
-        from caramel_embedded import transport
+        from caramel_embedded import deadline, transport
 
         if self._deadline is None:
-            self._deadline = transport.Deadline(self._job.timeout)
+            self._deadline = deadline.Deadline(self._job.timeout)
         return transport.CaramelServer(
             self._job.server,
             self._device.anchor,

@@ -188,8 +188,9 @@ def _one_pass(held: Credentials | None, settings: _Settings) -> Result:
 def _connector(settings: _Settings) -> Callable[[], Server]:
     """Connections made on demand, all within one deadline per pass, kept without signals."""
     from caramel_embedded import transport
+    from caramel_embedded.deadline import WatchedDeadline
 
-    deadline = transport.WatchedDeadline(settings.timeout)
+    deadline = WatchedDeadline(settings.timeout)
 
     def connect() -> Server:
         return transport.CaramelServer(

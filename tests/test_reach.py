@@ -18,8 +18,8 @@ from collections.abc import Iterator
 import pytest
 
 from caramel_embedded import reach
+from caramel_embedded.deadline import Deadline, DeadlineExpired
 from caramel_embedded.errors import InterruptedBySignal
-from caramel_embedded.transport import Deadline, DeadlineExpired
 from tests.test_name_resolution import black_hole
 
 pytestmark = pytest.mark.in_process
