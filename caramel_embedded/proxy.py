@@ -14,16 +14,15 @@ does not pay for it.
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
 from collections.abc import Mapping
 from typing import NamedTuple
 from urllib.parse import unquote
 
 from caramel_embedded.errors import UsageError
+from caramel_embedded.server_address import HOST
 
 _CONNECT_REPLY_LIMIT = 8 * 1024
-_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
 
 
 class Proxy(NamedTuple):
@@ -64,7 +63,7 @@ def parse(text: str, source: str) -> Proxy:
         host, port_text = hostport[: closing + 1], hostport[closing + 1 :].removeprefix(":")
     elif ":" in hostport:
         host, _, port_text = hostport.partition(":")
-    if not _HOST.fullmatch(host) or (port_text and not port_text.isdigit()):
+    if not HOST.fullmatch(host) or (port_text and not port_text.isdigit()):
         raise UsageError(f"{source}: expected [http://][user[:password]@]host[:port]")
     port = int(port_text) if port_text else 1080
     if not 0 < port < 65536:

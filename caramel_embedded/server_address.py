@@ -7,7 +7,8 @@ from typing import NamedTuple
 
 from caramel_embedded.errors import UsageError
 
-_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
+# A host name or a bracketed IPv6 address: the server's, and a proxy's (``proxy``).
+HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
 
 
 class ServerAddress(NamedTuple):
@@ -45,7 +46,7 @@ def parse(text: str) -> ServerAddress:
             port_text = port_text[1:]
     elif ":" in hostport:
         host, _, port_text = hostport.partition(":")
-    if not _HOST.fullmatch(host) or any(c in prefix for c in "?#% "):
+    if not HOST.fullmatch(host) or any(c in prefix for c in "?#% "):
         raise UsageError(
             f"SERVER {original!r}: expected host, host:port or https://host[:port][/prefix]"
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -284,14 +284,9 @@ def _network_error(message: str, error: BaseException) -> NetworkError:
 
 
 def _is_tls(error: BaseException) -> bool:
-    cause: BaseException | None = error
-    seen = 0
-    while cause is not None and seen < 10:
-        if isinstance(cause, ssl.SSLError | urllib3_errors.SSLError):
-            return True
-        cause = cause.__cause__ or cause.__context__ or _inner(cause)
-        seen += 1
-    return False
+    return any(
+        isinstance(cause, ssl.SSLError | urllib3_errors.SSLError) for cause in _causes(error)
+    )
 
 
 def _read_answer(response: BaseHTTPResponse) -> ServerAnswer:
@@ -313,16 +308,24 @@ def _read_answer(response: BaseHTTPResponse) -> ServerAnswer:
 
 def _reason(error: BaseException) -> str:
     """The innermost useful words of a urllib3 error, on one line."""
-    cause: BaseException | None = error
-    while cause is not None:
+    for cause in _causes(error):
         if isinstance(cause, ssl.SSLCertVerificationError):
             return f"TLS: server certificate not trusted: {cause.verify_message}"
         if isinstance(cause, ssl.SSLError):
             return f"TLS: {cause.reason or cause}"
         if isinstance(cause, OSError) and cause.strerror:
             return cause.strerror
-        cause = cause.__cause__ or cause.__context__ or _inner(cause)
     return " ".join(str(error).split())[:200]
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error, then what caused it, as urllib3 nests them (at most ten deep)."""
+    cause: BaseException | None = error
+    for _ in range(10):
+        if cause is None:
+            return
+        yield cause
+        cause = cause.__cause__ or cause.__context__ or _inner(cause)
 
 
 def _inner(error: BaseException) -> BaseException | None:
