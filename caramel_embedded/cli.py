@@ -147,6 +147,7 @@ def _main(argv: Sequence[str]) -> _Ending:
 # Only the command knows exit numbers; the core names its outcomes (``decision.Outcome``).
 _EXIT_STATUS = {"installed": 0, "current": 0, "posted": 69, "pending": 69, "reposted": 69}
 EXIT_LOCKED = 1
+EXIT_WAITING = 69
 
 
 def exit_status(outcome: str) -> int:
@@ -238,14 +239,16 @@ def _wait(job: Job, settings: Settings, reporter: Reporter, known: dict[str, str
         last[:] = [result]
         return exit_status(result.outcome.value)
 
-    status = waiting.until_held(
+    ended = waiting.until_held(
         one_pass,
+        still_waiting=lambda status: status in (EXIT_WAITING, EXIT_LOCKED),
         interval=settings.wait_interval,
         limit=settings.wait_limit,
         clock=time.monotonic,
         sleep=time.sleep,
         note=reporter.notice,
     )
+    status = EXIT_WAITING if ended is None else ended  # None: the wait limit passed
     if not last:  # every pass found the file locked until the limit
         return _Ending(status, "locked", None, _facts(known), settings.status_line)
     ending = _ended(last[0], known, settings.status_line)

@@ -4,47 +4,51 @@ For servers with administrators: a systemd service makes the key and request, th
 asking until the CA has signed, and only then succeeds, so the services ordered after it
 start with a certificate. Each pass is the command's own one-shot (its lock, its
 ``--timeout``); between passes the lock is not held and the process only sleeps. An error
-ends the wait at once (127) with a line that says what to do; a signal ends it at once.
+ends the wait at once with a line that says what to do; a signal ends it at once.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import TypeVar
 
 from caramel_embedded import errors
 
-WAITING, LOCKED, HELD = 69, 1, 0
 _JITTER = 0.2  # up to a fifth either way: a fleet restarted at once spreads out
+
+Ending = TypeVar("Ending")
 
 
 def until_held(
-    one_pass: Callable[[], int],
+    one_pass: Callable[[], Ending],
     *,
+    still_waiting: Callable[[Ending], bool],
     interval: float,
     limit: float | None,
     clock: Callable[[], float],
     sleep: Callable[[float], None],
     note: Callable[[str], None],
     jitter: Callable[[], float] = lambda: random.uniform(-_JITTER, _JITTER),  # noqa: S311
-) -> int:
-    """Run passes while they end waiting (69) or locked (1); the last pass's status, or 69
-    once ``limit`` seconds are over."""
+) -> Ending | None:
+    """Run passes while ``still_waiting`` says so of their ending (the request waits, the
+    file is locked); the last pass's ending, or None once ``limit`` seconds are over. What
+    the endings mean in exit numbers is the command's business (``cli``)."""
     give_up_at = None if limit is None else clock() + limit
     tries = 1
-    status = one_pass()
-    while status in (WAITING, LOCKED):
+    ending = one_pass()
+    while still_waiting(ending):
         pause = interval * (1 + jitter())
         if give_up_at is not None:
             left = give_up_at - clock()
             if left <= 0:
                 note(f"still waiting for a signature after {limit:g} s ({tries} tries)")
-                return WAITING
+                return None
             pause = min(pause, left)
         sleep(pause)
         tries += 1
-        status = one_pass()
-    return status
+        ending = one_pass()
+    return ending
 
 
 _ADVICE: tuple[tuple[type[errors.CaramelError], str], ...] = (

@@ -102,6 +102,11 @@ def test_a_held_lock_is_waited_out(client: Client, signer: FakeCaramel) -> None:
 # --- the loop itself ---------------------------------------------------------------------
 
 
+def cli_waits(status: int) -> bool:
+    """What the command waits through: 69 (no signature yet) and 1 (the file locked)."""
+    return status in (69, 1)
+
+
 class FakeTime:
     def __init__(self) -> None:
         self.now = 0.0
@@ -120,15 +125,18 @@ class FakeTime:
         pytest.param([69, 69, 0], None, 0, 3, id="waits-then-held"),
         pytest.param([1, 69, 0], None, 0, 3, id="locked-is-waited-out"),
         pytest.param([69, 127], None, 127, 2, id="error-ends-it"),
-        pytest.param([69] * 100, 35.0, 69, 5, id="limit-ends-it-with-69"),
+        pytest.param([69] * 100, 35.0, None, 5, id="limit-ends-it-with-none"),
     ],
 )
-def test_until_held(statuses: list[int], limit: float | None, expected: int, passes: int) -> None:
+def test_until_held(
+    statuses: list[int], limit: float | None, expected: int | None, passes: int
+) -> None:
     clock = FakeTime()
     remaining = iter(statuses)
     notes: list[str] = []
     status = waiting.until_held(
-        lambda: next(remaining), interval=10.0, limit=limit, clock=lambda: clock.now,
+        lambda: next(remaining), still_waiting=cli_waits, interval=10.0, limit=limit,
+        clock=lambda: clock.now,
         sleep=clock.sleep, note=notes.append, jitter=lambda: 0.0,
     )  # fmt: skip
     assert status == expected
@@ -142,7 +150,8 @@ def test_jitter_stays_within_a_fifth() -> None:
     clock = FakeTime()
     statuses = iter([69] * 200 + [0])
     waiting.until_held(
-        lambda: next(statuses), interval=10.0, limit=None, clock=lambda: clock.now,
+        lambda: next(statuses), still_waiting=cli_waits, interval=10.0, limit=None,
+        clock=lambda: clock.now,
         sleep=clock.sleep, note=lambda _: None,
     )  # fmt: skip
     assert all(8.0 <= pause <= 12.0 for pause in clock.pauses)
