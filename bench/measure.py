@@ -12,7 +12,9 @@
 - File bytes: one extra run under ``strace -ff -y`` counting what every process of the
   tree passed to ``read``/``write`` and their variants on regular files, classified by the
   filesystem the file lives on (``/proc/self/mountinfo``): persistent storage, or a RAM
-  filesystem (tmpfs, ramfs). Sockets, pipes and terminals are left out. The launcher's
+  filesystem (tmpfs, ramfs). A ``memfd_create`` file (the client hands its key and
+  certificate to TLS through one; strace names it ``/memfd:NAME (deleted)``) is memory,
+  not a path on any mount. Sockets, pipes and terminals are left out. The launcher's
   unpacking is counted (it writes with ``write``); shared libraries that the dynamic loader
   maps with ``mmap`` are not, and on a warm page cache those cost no disk reads anyway.
   It is a count of requests to the kernel, an upper bound on what reaches the medium.
@@ -96,6 +98,8 @@ def _mounts() -> list[tuple[str, str]]:
 
 
 def _filesystem(path: str, mounts: list[tuple[str, str]]) -> str:
+    if path.startswith("/memfd:"):
+        return "ramfs"  # anonymous memory: counted with the RAM filesystems
     for point, kind in mounts:
         if path == point or path.startswith(point.rstrip("/") + "/"):
             return kind

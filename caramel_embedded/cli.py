@@ -292,12 +292,22 @@ def _settle_output(status: int) -> int:
     return status
 
 
-def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
+# One handler for every handled signal, whose answer depends on how far the run got: raise
+# (working), nothing (unwinding after a first signal: nothing may interrupt the clean-up),
+# or end the process at once with 127 (the work is done, nothing is left to unwind). A
+# change of phase is then one assignment, not fifty calls to signal.signal().
+_WORKING, _UNWINDING, _DONE = "working", "unwinding", "done"
+_phase = [_WORKING]
+
+
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    if _phase[0] == _DONE:
+        os._exit(_ERROR)
+    if _phase[0] == _UNWINDING:
+        return
     from caramel_embedded.errors import InterruptedBySignal
 
-    # Further signals must not interrupt the clean-up that this one starts.
-    for handled in _HANDLED_SIGNALS:
-        signal.signal(handled, signal.SIG_IGN)
+    _phase[0] = _UNWINDING
     try:
         name = signal.Signals(signum).name
     except ValueError:  # a real-time signal past SIGRTMIN has no name of its own
@@ -306,16 +316,13 @@ def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
 
 
 def _install_signal_handlers() -> None:
+    _phase[0] = _WORKING
     for handled in _HANDLED_SIGNALS:
-        signal.signal(handled, _raise_interrupted)
+        signal.signal(handled, _on_signal)
 
 
 def _exit_at_once_on_late_signals() -> None:
-    """After the work is done, a signal still means 127, with nothing left to unwind."""
-
-    def exit_now(_signum: int, _frame: FrameType | None) -> None:
-        os._exit(_ERROR)
-
-    for handled in _HANDLED_SIGNALS:
-        if signal.getsignal(handled) is not signal.SIG_IGN:
-            signal.signal(handled, exit_now)
+    """After the work is done, a signal still means 127, with nothing left to unwind; one
+    that came while unwinding is still ignored."""
+    if _phase[0] == _WORKING:
+        _phase[0] = _DONE

@@ -21,8 +21,9 @@ from caramel_embedded.errors import ClientIdError
 SOURCES = ("auto", "serial", "mac", "mac:IFACE", "machine-id", "file:PATH")
 
 _VALID_ID = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
-_MAC = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}")
-_CPUINFO_SERIAL = re.compile(r"^Serial\s*:\s*(\S+)\s*$", re.MULTILINE)
+# Compiled on first use (re keeps them): a run with its id given never reads hardware.
+_MAC = r"([0-9a-f]{2}:){5}[0-9a-f]{2}"
+_CPUINFO_SERIAL = r"(?m)^Serial\s*:\s*(\S+)\s*$"
 # Values that firmware and BIOS vendors leave in place of a real serial number.
 _PLACEHOLDER_SERIALS = {
     "",
@@ -101,7 +102,7 @@ def _serial(root: Path) -> str | None:
     """The first usable hardware serial, in the documented order."""
     candidates = [_optional_text(root / _SERIAL_FILES[0]), _optional_text(root / _SERIAL_FILES[1])]
     cpuinfo = _optional_text(root / "proc/cpuinfo")
-    match = _CPUINFO_SERIAL.search(cpuinfo or "")
+    match = re.search(_CPUINFO_SERIAL, cpuinfo or "")
     candidates.append(match.group(1) if match else None)
     candidates.append(_optional_text(root / _SERIAL_FILES[2]))
     for candidate in candidates:
@@ -136,7 +137,7 @@ def _interface_mac(root: Path, interface: str) -> str | None:
         raise ClientIdError(f"bad interface name {interface!r}")
     address = (_optional_text(root / "sys/class/net" / interface / "address") or "").strip()
     address = address.lower()
-    if not _MAC.fullmatch(address):
+    if not re.fullmatch(_MAC, address):
         return None
     digits = address.replace(":", "")
     return None if set(digits) == {"0"} else digits

@@ -12,8 +12,6 @@ directory fsync-ed. A crash at any point leaves the old file or the new one, com
 killed run's temporary file is removed by the next invocation, under the lock.
 """
 
-from __future__ import annotations
-
 import contextlib
 import errno
 import fcntl

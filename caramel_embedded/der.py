@@ -7,8 +7,6 @@ places in the structure, so a strict reader of those few fields serves it. Anyth
 does not parse exactly raises ``DERError``: the full checks stay with cryptography.
 """
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 from typing import NamedTuple
 

@@ -9,8 +9,6 @@ order that keeps a key safe: a new key is kept before its request is posted, a h
 new request only once the server has accepted it.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from datetime import datetime
 from typing import NamedTuple, Protocol

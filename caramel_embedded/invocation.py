@@ -7,8 +7,6 @@ again as if there were none. Nothing here knows the command line or exit numbers
 command (``cli``) builds a ``Job`` and turns the ``Result`` or error into a status.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +33,7 @@ class Job(NamedTuple):
     ownership: combined_file.Ownership
     key_bits: int
     timeout: float
-    proxy: Proxy | None = None  # an HTTPS proxy to tunnel through
+    proxy: "Proxy | None" = None  # an HTTPS proxy to tunnel through
 
 
 def utc_now() -> datetime:

@@ -1,20 +1,19 @@
 """The command line and its environment variables, turned into one frozen ``Settings``.
 
-Every problem is a ``UsageError`` (exit 127, one line), never argparse's exit 2. An
+Every problem is a ``UsageError`` (exit 127, one line). The words are read by
+``command_line`` from the table here (``OPTIONS``), which also makes the help. An
 environment variable set to the empty string counts as unset (environment files keep
 empty placeholders), with one exception: an empty CLIENT_ID is an error, because falling
 back to a hardware id would change the device's identity.
 """
 
-from __future__ import annotations
-
-import argparse
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, NamedTuple
 
-from caramel_embedded import __version__, client_id
+from caramel_embedded import __version__, client_id, command_line
 from caramel_embedded.combined_file import Ownership
 from caramel_embedded.errors import ClientIdError, UsageError
 from caramel_embedded.server_address import ServerAddress
@@ -51,148 +50,135 @@ class Settings(NamedTuple):
     wait_interval: float = DEFAULT_WAIT_INTERVAL
     status_line: bool = False  # --status: one key=value line on stdout at the end
     print_ca: bool = False  # --print-ca: the trust anchor in use, as PEM
-    proxy: Proxy | None = None  # the HTTPS proxy to tunnel through (CONNECT), if any
+    proxy: "Proxy | None" = None  # the HTTPS proxy to tunnel through (CONNECT), if any
 
 
-class _Formatter(argparse.HelpFormatter):
-    """A fixed width: asking the terminal imports shutil on every start, for --help only."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, width=88)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see --help)")
-
-
-def _parser() -> _Parser:
-    parser = _Parser(
-        prog="caramel-embedded",
-        description=(
-            "Make sure this device holds a private key and a certificate signed by a Caramel "
-            "CA. One invocation, never blocking: exit 0 installed or unchanged, 1 locked by "
-            "another invocation, 69 waiting for a signature, 127 any other error."
-        ),
-        epilog=(
-            "Environment: CARAMEL_SERVER, CARAMEL_CLIENT_ID, CARAMEL_CLIENT_ID_FROM, "
-            "CARAMEL_FILE, CARAMEL_CA_CERT, CARAMEL_OWNER, CARAMEL_MODE, CARAMEL_TIMEOUT, "
-            "CARAMEL_WAIT (1), CARAMEL_WAIT_LIMIT, CARAMEL_WAIT_INTERVAL, CARAMEL_PROXY "
-            "stand in for the arguments; the command line wins. https_proxy, HTTPS_PROXY "
-            "and no_proxy are read as curl reads them."
-        ),
-        allow_abbrev=False,
-        add_help=False,
-        formatter_class=_Formatter,
-    )
-    add = parser.add_argument
-    add(
-        "server",
-        nargs="?",
-        metavar="SERVER",
-        help="host, host:port or https://host[:port][/prefix]",
-    )
-    add("client_id", nargs="?", metavar="CLIENT_ID", help="the client id (certificate CN)")
-    add(
-        "--client-id-from",
-        metavar="SOURCE",
-        help="serial, mac, mac:IFACE, machine-id, file:PATH or auto (default: auto = "
-        "hardware serial, else MAC of the first physical interface)",
-    )
-    add("--file", metavar="PATH", help=f"combined key + certificate file (default {DEFAULT_FILE})")
-    add("--ca-cert", metavar="PATH", help="CA certificate, PEM (default: the embedded CA)")
-    add("--owner", metavar="USER[:GROUP]", help="owner of the combined file (default: unchanged)")
-    add("--mode", metavar="OCTAL", help="permissions of the combined file (default 0600)")
-    add("--key-bits", metavar="{2048,4096}", help="RSA key size for a new key (default 2048)")
-    add("--timeout", metavar="SECONDS", help="bound on all network work (default 30)")
-    add(
-        "--wait",
-        action="store_true",
-        help="for servers: ask again while the request waits (69) or the file is locked (1), "
+USAGE = "caramel-embedded [OPTIONS] SERVER [CLIENT_ID]"
+DESCRIPTION = (
+    "Make sure this device holds a private key and a certificate signed by a Caramel CA. "
+    "One invocation, never blocking: exit 0 installed or unchanged, 1 locked by another "
+    "invocation, 69 waiting for a signature, 127 any other error."
+)
+EPILOG = (
+    "Environment: CARAMEL_SERVER, CARAMEL_CLIENT_ID, CARAMEL_CLIENT_ID_FROM, CARAMEL_FILE, "
+    "CARAMEL_CA_CERT, CARAMEL_OWNER, CARAMEL_MODE, CARAMEL_TIMEOUT, CARAMEL_WAIT (1), "
+    "CARAMEL_WAIT_LIMIT, CARAMEL_WAIT_INTERVAL, CARAMEL_PROXY stand in for the arguments; "
+    "the command line wins. https_proxy, HTTPS_PROXY and no_proxy are read as curl reads them."
+)
+POSITIONALS = (
+    ("SERVER", "host, host:port or https://host[:port][/prefix]"),
+    ("CLIENT_ID", "the client id (certificate CN)"),
+)
+OPTIONS: tuple[command_line.Option, ...] = (
+    (
+        ("--client-id-from",),
+        "SOURCE",
+        "serial, mac, mac:IFACE, machine-id, file:PATH or auto (default: auto = hardware "
+        "serial, else MAC of the first physical interface)",
+    ),
+    (("--file",), "PATH", f"combined key + certificate file (default {DEFAULT_FILE})"),
+    (("--ca-cert",), "PATH", "CA certificate, PEM (default: the embedded CA)"),
+    (("--owner",), "USER[:GROUP]", "owner of the combined file (default: unchanged)"),
+    (("--mode",), "OCTAL", "permissions of the combined file (default 0600)"),
+    (("--key-bits",), "{2048,4096}", "RSA key size for a new key (default 2048)"),
+    (("--timeout",), "SECONDS", "bound on all network work (default 30)"),
+    (
+        ("--wait",),
+        None,
+        "for servers: ask again while the request waits (69) or the file is locked (1), "
         "exit 0 once a certificate is held, 127 on any error",
-    )
-    add(
-        "--wait-limit",
-        metavar="SECONDS",
-        help="end --wait with 69 after this long (default: never)",
-    )
-    add(
-        "--wait-interval",
-        metavar="SECONDS",
-        help=f"pause between tries of --wait, +-1/5 jitter (default {DEFAULT_WAIT_INTERVAL:g})",
-    )
-    add(
-        "--proxy",
-        metavar="URL",
-        help="HTTPS proxy, http://[user:password@]host[:port], tunnelled with CONNECT "
+    ),
+    (("--wait-limit",), "SECONDS", "end --wait with 69 after this long (default: never)"),
+    (
+        ("--wait-interval",),
+        "SECONDS",
+        f"pause between tries of --wait, +-1/5 jitter (default {DEFAULT_WAIT_INTERVAL:g})",
+    ),
+    (
+        ("--proxy",),
+        "URL",
+        "HTTPS proxy, http://[user:password@]host[:port], tunnelled with CONNECT "
         "(default: https_proxy; empty: none)",
-    )
-    add(
-        "--status",
-        action="store_true",
-        help="print one line of key=value words on stdout at the end (for sh)",
-    )
-    add("--print-client-id", action="store_true", help="print the resolved client id, exit 0")
-    add("--print-ca", action="store_true", help="print the CA certificate(s) in use, exit 0")
-    add("-v", "--verbose", action="store_true", help="progress on stderr")
-    add("--syslog", action="store_true", help="also log to syslog")
-    add("--version", action="store_true", help="print the version and the embedded CA, exit 0")
-    add("-h", "--help", action="help", help="show this help, exit 0")
-    return parser
+    ),
+    (("--status",), None, "print one line of key=value words on stdout at the end (for sh)"),
+    (("--print-client-id",), None, "print the resolved client id, exit 0"),
+    (("--print-ca",), None, "print the CA certificate(s) in use, exit 0"),
+    (("-v", "--verbose"), None, "progress on stderr"),
+    (("--syslog",), None, "also log to syslog"),
+    (("--version",), None, "print the version and the embedded CA, exit 0"),
+    (("-h", "--help"), None, "show this help, exit 0"),
+)
+
+
+def help_text() -> str:
+    return command_line.help_text(USAGE, DESCRIPTION, POSITIONALS, OPTIONS, EPILOG)
 
 
 def parse(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> Settings:
-    """Settings from the command line, falling back to the environment, then defaults."""
-    arguments = _parser().parse_args(list(argv))
+    """Settings from the command line, falling back to the environment, then defaults.
 
-    def setting(value: str | None, variable: str) -> str | None:
+    ``--help`` writes the help on stdout and raises ``SystemExit(0)``, as argparse did.
+    """
+    try:
+        words = command_line.read(argv, OPTIONS, len(POSITIONALS))
+    except UsageError as error:
+        raise UsageError(f"{error} (see --help)") from None
+    if command_line.HELP in words.flags:
+        sys.stdout.write(help_text())
+        raise SystemExit(0)
+    given = words.values.get
+    flags = words.flags
+
+    def setting(key: str, variable: str) -> str | None:
+        value = given(key)
         if value is not None:
             return value
         return environ.get(variable) or None
 
-    server_text = setting(arguments.server, "CARAMEL_SERVER")
-    explicit_id = arguments.client_id
+    server_text, explicit_id = [*words.positionals, None, None][:2]
+    if server_text is None:
+        server_text = environ.get("CARAMEL_SERVER") or None
     if explicit_id is None:
         explicit_id = environ.get("CARAMEL_CLIENT_ID")
     if explicit_id is not None and explicit_id == "":
         raise UsageError("CLIENT_ID is empty; give an id or leave it out entirely")
-    printing = arguments.print_client_id or arguments.version or arguments.print_ca
+    printing = bool(flags & {"print_client_id", "version", "print_ca"})
     if server_text is None and not printing:
         raise UsageError("SERVER is required (argument or CARAMEL_SERVER; see --help)")
     try:
         source = client_id.check_source(
-            setting(arguments.client_id_from, "CARAMEL_CLIENT_ID_FROM") or "auto"
+            setting("client_id_from", "CARAMEL_CLIENT_ID_FROM") or "auto"
         )
     except ClientIdError as error:
         raise UsageError(str(error)) from None
-    ca_text = setting(arguments.ca_cert, "CARAMEL_CA_CERT")
+    ca_text = setting("ca_cert", "CARAMEL_CA_CERT")
     server = parse_server(server_text) if server_text is not None else None
     return Settings(
         server=server,
         client_id=explicit_id,
         client_id_from=source,
-        file=Path(setting(arguments.file, "CARAMEL_FILE") or DEFAULT_FILE),
+        file=Path(setting("file", "CARAMEL_FILE") or DEFAULT_FILE),
         ca_cert=Path(ca_text) if ca_text else None,
         ownership=Ownership(
-            _mode(setting(arguments.mode, "CARAMEL_MODE")),
-            *_owner(setting(arguments.owner, "CARAMEL_OWNER")),
+            _mode(setting("mode", "CARAMEL_MODE")),
+            *_owner(setting("owner", "CARAMEL_OWNER")),
         ),
-        key_bits=_key_bits(arguments.key_bits),
-        timeout=_timeout(setting(arguments.timeout, "CARAMEL_TIMEOUT")),
-        print_client_id=arguments.print_client_id,
-        verbose=arguments.verbose,
-        syslog=arguments.syslog,
-        show_version=arguments.version,
+        key_bits=_key_bits(given("key_bits")),
+        timeout=_timeout(setting("timeout", "CARAMEL_TIMEOUT")),
+        print_client_id="print_client_id" in flags,
+        verbose="verbose" in flags,
+        syslog="syslog" in flags,
+        show_version="version" in flags,
         identity_root=Path(environ.get("CARAMEL_IDENTITY_ROOT") or "/"),
-        wait=arguments.wait or _flag(environ.get("CARAMEL_WAIT"), "CARAMEL_WAIT"),
-        wait_limit=_seconds(setting(arguments.wait_limit, "CARAMEL_WAIT_LIMIT"), "--wait-limit"),
+        wait="wait" in flags or _flag(environ.get("CARAMEL_WAIT"), "CARAMEL_WAIT"),
+        wait_limit=_seconds(setting("wait_limit", "CARAMEL_WAIT_LIMIT"), "--wait-limit"),
         wait_interval=_seconds(
-            setting(arguments.wait_interval, "CARAMEL_WAIT_INTERVAL"), "--wait-interval"
+            setting("wait_interval", "CARAMEL_WAIT_INTERVAL"), "--wait-interval"
         )
         or DEFAULT_WAIT_INTERVAL,
-        status_line=arguments.status,
-        print_ca=arguments.print_ca,
-        proxy=_proxy(arguments.proxy, environ, server),
+        status_line="status" in flags,
+        print_ca="print_ca" in flags,
+        proxy=_proxy(given("proxy"), environ, server),
     )
 
 
@@ -201,7 +187,7 @@ _PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY")
 
 def _proxy(
     explicit: str | None, environ: Mapping[str, str], server: ServerAddress | None
-) -> Proxy | None:
+) -> "Proxy | None":
     """The proxy, if one is configured at all: only then is ``proxy`` imported.
 
     ``--proxy`` and ``CARAMEL_PROXY`` set but empty mean no proxy, whatever https_proxy

@@ -5,8 +5,6 @@ base64, a trailing newline, nothing after), and hashes those bytes for the reque
 the encoder here is the single source of every PEM we write.
 """
 
-from __future__ import annotations
-
 import base64
 import binascii
 import re

@@ -15,8 +15,6 @@ A first address that never answers (an IPv6 route that drops everything) costs a
 of a second, not the whole ``--timeout``.
 """
 
-from __future__ import annotations
-
 import errno
 import itertools
 import os

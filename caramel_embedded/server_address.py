@@ -1,7 +1,5 @@
 """SERVER as the SPEC writes it: ``host``, ``host:port`` or ``https://host[:port][/prefix]``."""
 
-from __future__ import annotations
-
 import re
 from typing import NamedTuple
 

@@ -7,8 +7,6 @@ The one other layout we accept is a ``PRIVATE KEY`` alone, written at manufactur
 is the device's, and gets its request instead of being replaced.
 """
 
-from __future__ import annotations
-
 import hashlib
 from typing import NamedTuple
 

@@ -5,8 +5,6 @@ the installed certificate should not pay for the X.509 layer. A build embeds the
 package data file ``embedded_ca.pem``; a package without it needs ``--ca-cert``.
 """
 
-from __future__ import annotations
-
 import hashlib
 from datetime import datetime
 from pathlib import Path

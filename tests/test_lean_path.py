@@ -1,4 +1,4 @@
-"""The unchanged path stays lean: no X.509 layer of cryptography, no dataclasses/inspect.
+"""The unchanged path stays lean: no X.509 layer of cryptography, no dataclasses, no argparse.
 
 Every invocation on a device is a cold start; the 304 and the unchanged 200 run every
 timer tick. These tests run the package in a fresh interpreter and look at what it
@@ -31,8 +31,15 @@ from tests.test_protocol import LAST_MODIFIED, installed
 pytestmark = pytest.mark.in_process
 
 BUILD = Path(__file__).resolve().parents[1] / "build"
+# argparse (with gettext) was about 2 ms of every start: the command reads its own line
+# (caramel_embedded/command_line.py).
+HEAVY = (
+    "dataclasses", "inspect", "ast", "dis", "importlib.metadata", "unicodedata",
+    "argparse", "gettext",
+)  # fmt: skip
 PROBE = f"""
 import json, sys
+HEAVY = {HEAVY!r}
 sys.path.insert(0, {str(BUILD)!r})
 import frozen_like
 frozen_like.install()
@@ -42,7 +49,7 @@ status = cli.main(sys.argv[1:])
 heavy = sorted(
     m for m in sys.modules
     if m.startswith("cryptography")
-    or m in ("dataclasses", "inspect", "ast", "dis", "importlib.metadata", "unicodedata")
+    or m in HEAVY
 )
 print(json.dumps({{"status": status, "heavy": heavy}}))
 """
