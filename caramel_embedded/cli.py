@@ -25,7 +25,9 @@ import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
+
+from caramel_embedded.record import Record
 
 if TYPE_CHECKING:
     from caramel_embedded.enrollment import Result
@@ -74,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _ERROR
 
 
-class _Ending(NamedTuple):
+class _Ending(Record):
     """How the invocation ended: its exit status and what ``--status`` says of it."""
 
     exit: int
@@ -252,7 +254,7 @@ def _wait(job: Job, settings: Settings, reporter: Reporter, known: dict[str, str
     if not last:  # every pass found the file locked until the limit
         return _Ending(status, "locked", None, _facts(known), settings.status_line)
     ending = _ended(last[0], known, settings.status_line)
-    return ending._replace(exit=status)
+    return ending.replace(exit=status)
 
 
 def _for_administrator(error: CaramelError) -> str:

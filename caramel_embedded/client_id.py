@@ -20,7 +20,8 @@ from caramel_embedded.errors import ClientIdError
 
 SOURCES = ("auto", "serial", "mac", "mac:IFACE", "machine-id", "file:PATH")
 
-_VALID_ID = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
+# 1 to 64 of these (a set, not a regular expression: one compile less at every start).
+_ID_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:@-")
 # Compiled on first use (re keeps them): a run with its id given never reads hardware.
 _MAC = r"([0-9a-f]{2}:){5}[0-9a-f]{2}"
 _CPUINFO_SERIAL = r"(?m)^Serial\s*:\s*(\S+)\s*$"
@@ -44,12 +45,16 @@ _SERIAL_FILES = (
 
 def validate(client_id: str, origin: str = "client id") -> str:
     """The id itself if it is 1 to 64 characters of ``A-Z a-z 0-9 . _ : @ -``."""
-    if not _VALID_ID.fullmatch(client_id):
+    if not _is_valid(client_id):
         shown = client_id if len(client_id) <= 80 else client_id[:77] + "..."
         raise ClientIdError(
             f"{origin} {shown!r} is not 1 to 64 characters of A-Z a-z 0-9 . _ : @ -"
         )
     return client_id
+
+
+def _is_valid(client_id: str) -> bool:
+    return 0 < len(client_id) <= 64 and set(client_id) <= _ID_CHARACTERS
 
 
 def check_source(source: str) -> str:
@@ -111,7 +116,7 @@ def _serial(root: Path) -> str | None:
         serial = candidate.strip("\0 \t\r\n")
         if serial.lower() in _PLACEHOLDER_SERIALS or set(serial) <= {"0"}:
             continue
-        if _VALID_ID.fullmatch(serial):
+        if _is_valid(serial):
             return serial
     return None
 

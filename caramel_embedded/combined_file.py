@@ -12,6 +12,8 @@ directory fsync-ed. A crash at any point leaves the old file or the new one, com
 killed run's temporary file is removed by the next invocation, under the lock.
 """
 
+from __future__ import annotations
+
 import contextlib
 import errno
 import fcntl
@@ -20,15 +22,15 @@ import stat
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
 
 from caramel_embedded.errors import CombinedFileError, LockHeldError
+from caramel_embedded.record import Record
 
 _LOCK_ATTEMPTS = 20
 _MAX_FILE_BYTES = 64 * 1024  # a 4096-bit key, a certificate and a request fit ten times
 
 
-class Ownership(NamedTuple):
+class Ownership(Record):
     """Owner, group (-1: leave as is) and permission bits of every file we write."""
 
     mode: int = 0o600

@@ -11,14 +11,16 @@ the same, but defining them costs no ``inspect`` import and no ``exec`` per clas
 every cold start (about 8 ms of the frozen binary's unchanged path).
 """
 
+from __future__ import annotations
+
 import enum
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import NamedTuple
 
 from caramel_embedded import der, pem, subject
 from caramel_embedded.httpdate import format_http_date, parse_http_date
+from caramel_embedded.record import Record
 from caramel_embedded.state import LocalState, ProvisionedKey
 
 _HTML_TITLE = r"(?is)<title>(.*?)</title>"  # compiled on first use: error pages only
@@ -39,7 +41,7 @@ class Outcome(enum.Enum):
         return self not in (Outcome.INSTALLED, Outcome.CURRENT)
 
 
-class ServerAnswer(NamedTuple):
+class ServerAnswer(Record):
     """One HTTP answer, reduced to what the protocol looks at (header names lowercase)."""
 
     status: int
@@ -48,7 +50,7 @@ class ServerAnswer(NamedTuple):
     body: bytes
 
 
-class RequestPlan(NamedTuple):
+class RequestPlan(Record):
     """How to ask for our certificate."""
 
     request_sha256: str
@@ -59,7 +61,7 @@ class RequestPlan(NamedTuple):
 # --- actions -----------------------------------------------------------------------------
 
 
-class Keep(NamedTuple):
+class Keep(Record):
     """The installed certificate is current: exit 0 without writing the file.
 
     ``new_validator`` is a ``Last-Modified`` that came with the installed certificate and
@@ -70,7 +72,7 @@ class Keep(NamedTuple):
     new_validator: int | None = None
 
 
-class Install(NamedTuple):
+class Install(Record):
     """A new certificate arrived: check it, then install it with this modification time.
 
     ``facts`` are the ones read here to refuse a malformed certificate: the install needs
@@ -82,38 +84,19 @@ class Install(NamedTuple):
     facts: der.CertificateFacts
 
 
-class _Bare:
-    """An action that carries nothing: equal to another of its own kind only.
-
-    Not a NamedTuple like the others: empty tuples are all equal, so ``Wait() == Post()``
-    would hold and the decision tables could not tell them apart.
-    """
-
-    __slots__ = ()
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self)
-
-    def __hash__(self) -> int:
-        return hash(type(self))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
-
-class Wait(_Bare):
+class Wait(Record):
     """The request waits for a signature: exit 69."""
 
 
-class Post(_Bare):
+class Post(Record):
     """The server does not know the request: post it, then decide on that answer."""
 
 
-class StartOver(_Bare):
+class StartOver(Record):
     """The request was rejected: new key, new request, post it."""
 
 
-class Fail(NamedTuple):
+class Fail(Record):
     """Anything the protocol does not allow: exit 127, state kept."""
 
     message: str
@@ -125,25 +108,25 @@ Action = Keep | Install | Wait | Post | StartOver | Fail
 # --- before asking: what the held state needs --------------------------------------------
 
 
-class Corrupt(NamedTuple):
+class Corrupt(Record):
     """A combined file that is not what we write: set aside whole, never trusted."""
 
     reason: str
 
 
-class Enroll(NamedTuple):
+class Enroll(Record):
     """No usable key: make one and its request, keep both, then post (the key first)."""
 
     set_aside: str | None = None  # why the held file is set aside, if there was one
 
 
-class RequestAnew(NamedTuple):
+class RequestAnew(Record):
     """The held key needs a request for this client id and CA: post it, keep it once accepted."""
 
     provisioned: bool  # the file held a key alone, written at manufacture
 
 
-class Ask(_Bare):
+class Ask(Record):
     """The held request is this device's under this CA: ask the server for its certificate."""
 
 

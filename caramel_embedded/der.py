@@ -7,8 +7,11 @@ places in the structure, so a strict reader of those few fields serves it. Anyth
 does not parse exactly raises ``DERError``: the full checks stay with cryptography.
 """
 
+from __future__ import annotations
+
 from datetime import UTC, datetime
-from typing import NamedTuple
+
+from caramel_embedded.record import Record
 
 _SEQUENCE = 0x30
 _SET = 0x31
@@ -31,7 +34,7 @@ class DERError(ValueError):
     """The bytes are not the DER structure we expected."""
 
 
-class Attribute(NamedTuple):
+class Attribute(Record):
     """One attribute of a distinguished name: its OID (DER content) and text value."""
 
     oid: bytes
@@ -41,7 +44,7 @@ class Attribute(NamedTuple):
 Name = tuple[Attribute, ...]
 
 
-class CertificateFacts(NamedTuple):
+class CertificateFacts(Record):
     """What the unchanged path needs to know about a certificate."""
 
     not_before: datetime

@@ -9,13 +9,16 @@ order that keeps a key safe: a new key is kept before its request is posted, a h
 new request only once the server has accepted it.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from caramel_embedded import decision
 from caramel_embedded.decision import Outcome, RequestPlan, ServerAnswer
 from caramel_embedded.errors import CaramelError, InterruptedBySignal, ServerAnswerError
+from caramel_embedded.record import Record
 from caramel_embedded.state import LocalState, ProvisionedKey, compose, parse
 from caramel_embedded.trust import TrustAnchor
 
@@ -44,7 +47,7 @@ class Server(Protocol):
         """Drop every connection."""
 
 
-class Device(NamedTuple):
+class Device(Record):
     """Who the pass acts for: its id, its CA(s), and the size of a new key."""
 
     client_id: str
@@ -52,7 +55,7 @@ class Device(NamedTuple):
     key_bits: int
 
 
-class Result(NamedTuple):
+class Result(Record):
     """How the pass ended, what is held now, and the one line worth telling (or None)."""
 
     outcome: Outcome

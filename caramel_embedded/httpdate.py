@@ -14,7 +14,8 @@ import time
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_IMF_FIXDATE = re.compile(
+# Compiled on first use (re keeps it): a 304 has no date to read.
+_IMF_FIXDATE = (
     r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d\d) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
     r"(\d{4}) (\d\d):(\d\d):(\d\d) GMT"
 )
@@ -33,7 +34,7 @@ def parse_http_date(text: str | None) -> int | None:
     """The POSIX timestamp of an IMF-fixdate that formats back to the same text, else None."""
     if text is None:
         return None
-    match = _IMF_FIXDATE.fullmatch(text.strip())
+    match = re.fullmatch(_IMF_FIXDATE, text.strip())
     if match is None:
         return None
     day, month, year, hour, minute, second = (

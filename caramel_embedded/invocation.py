@@ -7,14 +7,17 @@ again as if there were none. Nothing here knows the command line or exit numbers
 command (``cli``) builds a ``Job`` and turns the ``Result`` or error into a status.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from caramel_embedded import combined_file, decision, trust
 from caramel_embedded.enrollment import Device, Pass, Result, Server
 from caramel_embedded.errors import UnusableKeyError
+from caramel_embedded.record import Record
 from caramel_embedded.server_address import ServerAddress
 from caramel_embedded.state import CorruptFileError, parse
 
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
     from caramel_embedded.proxy import Proxy
 
 
-class Job(NamedTuple):
+class Job(Record):
     """What one invocation was asked to do, resolved."""
 
     server: ServerAddress
@@ -33,7 +36,7 @@ class Job(NamedTuple):
     ownership: combined_file.Ownership
     key_bits: int
     timeout: float
-    proxy: "Proxy | None" = None  # an HTTPS proxy to tunnel through
+    proxy: Proxy | None = None  # an HTTPS proxy to tunnel through
 
 
 def utc_now() -> datetime:

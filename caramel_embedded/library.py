@@ -14,12 +14,12 @@ import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import NamedTuple
 
 from caramel_embedded import client_id as client_ids
 from caramel_embedded import pem, server_address, trust
 from caramel_embedded.enrollment import Device, Pass, Server
 from caramel_embedded.errors import CaramelError, UsageError
+from caramel_embedded.record import Record
 from caramel_embedded.state import CorruptFileError, LocalState, ProvisionedKey, parse
 
 KEY_SIZES = (2048, 4096)
@@ -60,7 +60,7 @@ class Credentials:
         if isinstance(held, LocalState) and held.certificate is not None:
             # The validator sent back as If-Modified-Since: the layout keeps no Last-Modified,
             # and the SPEC's fallback is the certificate's notBefore.
-            held = held._replace(file_mtime=int(held.certificate.not_before.timestamp()))
+            held = held.replace(file_mtime=int(held.certificate.not_before.timestamp()))
         return cls(held)
 
     def to_bytes(self) -> bytes:
@@ -99,7 +99,7 @@ class Credentials:
         return f"<Credentials request={self.request_pem is not None} until={self.not_after}>"
 
 
-class Result(NamedTuple):
+class Result(Record):
     """What ``refresh`` returns: the status, and the credentials to keep from now on."""
 
     status: Status
@@ -146,7 +146,7 @@ def refresh(
     return result
 
 
-class _Settings(NamedTuple):
+class _Settings(Record):
     server: server_address.ServerAddress
     device: Device
     timeout: float
@@ -214,7 +214,7 @@ class _MemoryKeeper:
 
     def keep_validator(self, mtime: int) -> None:
         if self.kept is not None:
-            self.kept = self.kept._replace(file_mtime=mtime)
+            self.kept = self.kept.replace(file_mtime=mtime)
 
 
 def _poll_interval(wait: float) -> float:

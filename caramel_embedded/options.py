@@ -7,15 +7,18 @@ empty placeholders), with one exception: an empty CLIENT_ID is an error, because
 back to a hardware id would change the device's identity.
 """
 
+from __future__ import annotations
+
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from caramel_embedded import __version__, client_id, command_line
 from caramel_embedded.combined_file import Ownership
 from caramel_embedded.errors import ClientIdError, UsageError
+from caramel_embedded.record import Record
 from caramel_embedded.server_address import ServerAddress
 from caramel_embedded.server_address import parse as parse_server
 
@@ -29,7 +32,7 @@ KEY_SIZES = (2048, 4096)
 DEFAULT_WAIT_INTERVAL = 15.0
 
 
-class Settings(NamedTuple):
+class Settings(Record):
     """Everything one invocation was asked to do."""
 
     server: ServerAddress | None
@@ -50,7 +53,7 @@ class Settings(NamedTuple):
     wait_interval: float = DEFAULT_WAIT_INTERVAL
     status_line: bool = False  # --status: one key=value line on stdout at the end
     print_ca: bool = False  # --print-ca: the trust anchor in use, as PEM
-    proxy: "Proxy | None" = None  # the HTTPS proxy to tunnel through (CONNECT), if any
+    proxy: Proxy | None = None  # the HTTPS proxy to tunnel through (CONNECT), if any
 
 
 USAGE = "caramel-embedded [OPTIONS] SERVER [CLIENT_ID]"
@@ -187,7 +190,7 @@ _PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY")
 
 def _proxy(
     explicit: str | None, environ: Mapping[str, str], server: ServerAddress | None
-) -> "Proxy | None":
+) -> Proxy | None:
     """The proxy, if one is configured at all: only then is ``proxy`` imported.
 
     ``--proxy`` and ``CARAMEL_PROXY`` set but empty mean no proxy, whatever https_proxy

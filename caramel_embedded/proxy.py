@@ -16,16 +16,16 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Mapping
-from typing import NamedTuple
 from urllib.parse import unquote
 
 from caramel_embedded.errors import UsageError
-from caramel_embedded.server_address import HOST
+from caramel_embedded.record import Record
+from caramel_embedded.server_address import is_host
 
 _CONNECT_REPLY_LIMIT = 8 * 1024
 
 
-class Proxy(NamedTuple):
+class Proxy(Record):
     """Where the tunnel starts, and the header that opens it (None without credentials)."""
 
     host: str  # without brackets
@@ -63,7 +63,7 @@ def parse(text: str, source: str) -> Proxy:
         host, port_text = hostport[: closing + 1], hostport[closing + 1 :].removeprefix(":")
     elif ":" in hostport:
         host, _, port_text = hostport.partition(":")
-    if not HOST.fullmatch(host) or (port_text and not port_text.isdigit()):
+    if not is_host(host) or (port_text and not port_text.isdigit()):
         raise UsageError(f"{source}: expected [http://][user[:password]@]host[:port]")
     port = int(port_text) if port_text else 1080
     if not 0 < port < 65536:

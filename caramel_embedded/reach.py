@@ -15,6 +15,8 @@ A first address that never answers (an IPv6 route that drops everything) costs a
 of a second, not the whole ``--timeout``.
 """
 
+from __future__ import annotations
+
 import errno
 import itertools
 import os
@@ -24,7 +26,8 @@ import socket
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+
+from caramel_embedded.record import Record
 
 ATTEMPT_DELAY = 0.25  # RFC 8305's recommended "Connection Attempt Delay"
 
@@ -38,7 +41,7 @@ _Answer = tuple[
 ]
 
 
-class Address(NamedTuple):
+class Address(Record):
     """One way to reach the server: what ``socket()`` and ``connect()`` take."""
 
     family: int

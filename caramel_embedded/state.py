@@ -7,17 +7,19 @@ The one other layout we accept is a ``PRIVATE KEY`` alone, written at manufactur
 is the device's, and gets its request instead of being replaced.
 """
 
+from __future__ import annotations
+
 import hashlib
-from typing import NamedTuple
 
 from caramel_embedded import der, pem
+from caramel_embedded.record import Record
 
 
 class CorruptFileError(ValueError):
     """The combined file exists, is not empty, and is not what we write."""
 
 
-class LocalState(NamedTuple):
+class LocalState(Record):
     """Key, request and (once issued) certificate, with the file's modification time.
 
     ``file_mtime`` carries the installed certificate's validator between invocations: the
@@ -51,7 +53,7 @@ class LocalState(NamedTuple):
         return hashlib.sha256(self.request_pem).hexdigest()
 
 
-class ProvisionedKey(NamedTuple):
+class ProvisionedKey(Record):
     """A file holding only an RSA key, written at manufacture: it needs its request."""
 
     key_der: bytes

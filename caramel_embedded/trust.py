@@ -5,13 +5,15 @@ the installed certificate should not pay for the X.509 layer. A build embeds the
 package data file ``embedded_ca.pem``; a package without it needs ``--ca-cert``.
 """
 
+from __future__ import annotations
+
 import hashlib
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
 
 from caramel_embedded import der, pem
 from caramel_embedded.errors import CACertificateError, ClockNotSetError
+from caramel_embedded.record import Record
 
 EMBEDDED_CA = Path(__file__).with_name("embedded_ca.pem")
 _MAX_CA_BYTES = 64 * 1024
@@ -26,7 +28,7 @@ _SHORT_NAMES = {
 }
 
 
-class CACertificate(NamedTuple):
+class CACertificate(Record):
     """One CA certificate: DER (for checks) and its parsed facts."""
 
     certificate_der: bytes
@@ -42,7 +44,7 @@ class CACertificate(NamedTuple):
         return format_name(self.facts.subject)
 
 
-class TrustAnchor(NamedTuple):
+class TrustAnchor(Record):
     """The CA certificates, in the file's order: a bundle, so that a fleet can move to a
     new CA without stranding a device (ship old + new, switch the server, ship new alone).
 

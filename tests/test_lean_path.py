@@ -5,7 +5,8 @@ timer tick. These tests run the package in a fresh interpreter and look at what 
 imported, so that a stray top-level import fails here rather than on a board.
 
 dataclasses imports inspect, ast and dis, and building a frozen dataclass runs exec():
-about 8 ms of every frozen start for 17 small records, so the package uses NamedTuple.
+about 8 ms of every frozen start for 17 small records, so the package has its own
+``Record`` (caramel_embedded/record.py).
 
 The probe starts as the frozen forms do (build/caramel_startup.py's idna fast path, and
 build/standins' urllib3.http2 in the real one's place), so that it also fails if the

@@ -169,7 +169,7 @@ def test_unchanged_path_without_a_proxy_never_imports_it(
     ],
 )
 def test_proxy_urls(text: str, expected: tuple[str, int, str | None]) -> None:
-    assert tuple(proxy_module.parse(text, "test")) == expected
+    assert proxy_module.parse(text, "test") == proxy_module.Proxy(*expected)
 
 
 @pytest.mark.parametrize(
