@@ -388,11 +388,17 @@ def print_floors(variants: list[Variant], inflate: tuple[int, float]) -> None:
             else f"already {-left:.2f}x baseline ({-left * base_ms:.1f} ms) over the goal "
             "before any client code"
         )
+        # The client's own share, measured in the same rounds as the floor it sits on: what
+        # the machine's slow and quick moments do to both cancels out here.
+        own_ms = _per_round(_walls(onedir, path), _walls(floor_urllib3, path)) * 1000
+        own_ratio = _per_round(onedir.ratios[path], floor_urllib3.ratios[path])
         print(
             f"- {path}: frozen Python + ssl + one request: {ratio[FLOOR]:.2f}x baseline; "
             f"+ import urllib3: {ratio[FLOOR_URLLIB3]:.2f}x baseline (the one-dir goal is "
             f"{GOAL_ONEDIR_RATIO:g}x; the bundle: {ratio[ONEDIR]:.2f}x). The import of "
-            f"urllib3 alone: {urllib3_ms:.1f} ms, the baseline: {base_ms:.1f} ms; {room}."
+            f"urllib3 alone: {urllib3_ms:.1f} ms, the baseline: {base_ms:.1f} ms; {room}. "
+            f"The client's own (the bundle minus this floor): {own_ms:.1f} ms, "
+            f"{own_ratio:.2f}x baseline."
         )
         if onefile is None:
             print(f"- {path}: one-file on tmpfs: not measured (a tmpfs needs root)")
