@@ -6,9 +6,9 @@ actions out and the shells around it do the I/O. What is held maps to one local 
 named ``Outcome`` (the command alone turns outcomes into exit numbers), so "any server
 answer gives 0, 1, 69 or 127" is a property of these few functions.
 
-The records here and across the package are NamedTuples, not dataclasses: immutable all
-the same, but defining them costs no ``inspect`` import and no ``exec`` per class at
-every cold start (about 8 ms of the frozen binary's unchanged path).
+The records here and across the package are ``Record``s (``record``): immutable and
+typed as frozen dataclasses, but defining them costs no ``inspect`` import and no
+compile per class at every cold start (``record`` says how much).
 """
 
 from __future__ import annotations
