@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from string import ascii_letters, digits
 
 from caramel_embedded.errors import ClientIdError
 
 SOURCES = ("auto", "serial", "mac", "mac:IFACE", "machine-id", "file:PATH")
 
 # 1 to 64 of these (a set, not a regular expression: one compile less at every start).
-_ID_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:@-")
+_ID_CHARACTERS = frozenset(ascii_letters + digits + "._:@-")
 # Compiled on first use (re keeps them): a run with its id given never reads hardware.
 _MAC = r"([0-9a-f]{2}:){5}[0-9a-f]{2}"
 _CPUINFO_SERIAL = r"(?m)^Serial\s*:\s*(\S+)\s*$"

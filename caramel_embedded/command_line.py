@@ -78,7 +78,7 @@ def read(argv: Sequence[str], table: Sequence[Option], positionals: int) -> Word
 
 
 def _is_option(word: str) -> bool:
-    """ "-" alone and negative numbers are values, as argparse read them."""
+    """A lone dash and negative numbers are values, as argparse read them."""
     return word.startswith("-") and word != "-" and not _is_number(word)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from string import ascii_letters, digits
+
 from caramel_embedded.errors import UsageError
 from caramel_embedded.record import Record
 
-_NAME = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-")
+_NAME = frozenset(ascii_letters + digits + ".-")
 _IPV6 = frozenset("0123456789ABCDEFabcdef:.")
 
 
