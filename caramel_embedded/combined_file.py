@@ -145,7 +145,7 @@ class LockedFile:
 @contextlib.contextmanager
 def locked(path: Path, ownership: Ownership) -> Iterator[LockedFile]:
     """Hold the exclusive, non-blocking lock on the combined file for the ``with`` body."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    _make_directory(path)
     descriptor = _open_and_lock(path, ownership)
     handle = LockedFile(path, ownership, descriptor)
     try:
@@ -252,6 +252,36 @@ def _write_all(descriptor: int, content: bytes) -> None:
     view = memoryview(content)
     while view:
         view = view[os.write(descriptor, view) :]
+
+
+def _make_directory(path: Path) -> None:
+    """The combined file's directory, made if missing, as ``mkdir -p`` would (mode 0755).
+
+    A directory that cannot be made (no permission, a regular file on the way) is the
+    caller's input, not a fault of ours: one line naming the path, and the directories this
+    call made before the failure are removed again, so a failed run creates nothing. Each
+    new directory is fsync-ed into its parent: a key written into a directory that a power
+    cut forgets is lost with it."""
+    missing: list[Path] = []
+    directory = path.parent
+    while not os.path.lexists(directory):  # False as well under a regular file (ENOTDIR)
+        missing.append(directory)
+        directory = directory.parent
+    if not missing and not directory.is_dir():
+        raise CombinedFileError(f"{path}: {directory} is not a directory")
+    made: list[Path] = []
+    for new in reversed(missing):
+        try:
+            os.mkdir(new, 0o755)
+            made.append(new)
+            _fsync_directory(new.parent)
+        except OSError as error:
+            for undone in reversed(made):
+                with contextlib.suppress(OSError):
+                    os.rmdir(undone)
+            if error.errno == errno.ENOTDIR:
+                raise CombinedFileError(f"{path}: {new.parent} is not a directory") from None
+            raise CombinedFileError(f"{path}: cannot create {new}: {error.strerror}") from None
 
 
 def _keep_aside(path: Path, aside: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
 import stat
 import subprocess
@@ -144,3 +145,41 @@ def test_missing_parent_directory_is_created(tmp_path: Path) -> None:
         pass
     assert path.exists()
     assert path.read_bytes() == b""
+
+
+def test_directories_made_before_a_failure_are_removed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed run creates nothing, even when the second of three directories fails."""
+    made: list[str] = []
+    real_mkdir = os.mkdir
+
+    def mkdir_that_fills_the_disk(path: str, mode: int = 0o777) -> None:
+        if made:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        real_mkdir(path, mode)
+        made.append(str(path))
+
+    monkeypatch.setattr(combined_file.os, "mkdir", mkdir_that_fills_the_disk)
+    file = tmp_path / "a" / "b" / "c" / "client.pem"
+    with (
+        pytest.raises(CombinedFileError, match=r"cannot create .*/a/b: No space left"),
+        combined_file.locked(file, Ownership()),
+    ):
+        pass
+    assert made == [str(tmp_path / "a")]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_directories_are_made_with_mode_0755(tmp_path: Path) -> None:
+    file = tmp_path / "a" / "b" / "client.pem"
+    with combined_file.locked(file, Ownership()):
+        pass
+    for directory in (tmp_path / "a", tmp_path / "a" / "b"):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o755 & ~current_umask()
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

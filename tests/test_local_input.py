@@ -5,13 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import os
 import pwd
+import shutil
 import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from caramel_embedded import pem
 from testbed.ca_factory import make_authority
+from testbed.command import clean_environment, client_command
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 from tests.test_protocol import assert_error, blocks, enrolled, installed, snapshot
@@ -73,6 +78,63 @@ def test_directory_at_the_path_is_127_and_left_alone(client: Client, signer: Fak
     (client.file / "keep").write_text("mine")
     assert_error(client.run(), "is a directory")
     assert (client.file / "keep").read_text() == "mine"
+    assert signer.seen == []
+
+
+def entries(directory: Path) -> list[str]:
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
+
+
+def test_file_under_a_regular_file_is_127_and_creates_nothing(
+    client: Client, signer: FakeCaramel, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a directory")
+    before = entries(tmp_path)
+    for file in (blocker / "client.pem", blocker / "sub" / "deeper" / "client.pem"):
+        client.file = file
+        result = client.run("--status")
+        assert_error(result, str(file), f"{blocker} is not a directory")
+        assert "reason=input" in result.stdout
+    assert entries(tmp_path) == before
+    assert blocker.read_text() == "not a directory"
+    assert signer.seen == []
+
+
+@pytest.fixture
+def shared_directory() -> Iterator[Path]:
+    """A root-owned directory that others may enter and read but not write: pytest's own
+    temporary directories are private to root."""
+    directory = Path(tempfile.mkdtemp(prefix="caramel-unprivileged-"))
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory)
+
+
+def test_directory_an_unprivileged_user_cannot_make_is_127_and_creates_nothing(
+    client: Client, signer: FakeCaramel, shared_directory: Path
+) -> None:
+    """The default /var/lib/caramel/client.pem, run as a user who may not make it."""
+    if os.geteuid() != 0:
+        pytest.fail("this test runs the client as nobody and needs root (CI runs as root)")
+    ca_file = shared_directory / "ca.pem"
+    shutil.copyfile(client.ca_file, ca_file)
+    ca_file.chmod(0o644)
+    file = shared_directory / "var" / "lib" / "caramel" / "client.pem"
+    client.file, client.ca_file = file, ca_file
+    as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    result = subprocess.run(
+        [*as_nobody, *client_command(), *client.args("--status")],
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert_error(result, str(file), f"cannot create {shared_directory / 'var'}", "ermission")
+    assert "reason=input" in result.stdout
+    assert entries(shared_directory) == ["ca.pem"]
     assert signer.seen == []
 
 
