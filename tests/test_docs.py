@@ -145,13 +145,21 @@ def test_there_is_a_docs_folder_with_the_readers_documents() -> None:
     assert len(documents()) > 1
 
 
+def anchors(document: Path) -> set[str]:
+    """The places a link can name in a Markdown file: its headings, as GitHub spells them."""
+    headings = re.findall(r"^#+ (.+)$", document.read_text(), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
 @pytest.mark.parametrize("document", documents(), ids=lambda p: p.name)
 def test_every_relative_link_leads_to_a_file(document: Path) -> None:
     broken = []
     for target in LINK.findall(document.read_text()):
-        if re.match(r"[a-z]+:", target) or target.startswith("#"):
-            continue  # a web address, or a place in the same document
-        path = (document.parent / target.split("#", 1)[0]).resolve()
-        if not path.exists() or REPOSITORY not in path.parents:
+        if re.match(r"[a-z]+:", target):
+            continue  # a web address
+        name, _, place = target.partition("#")
+        path = (document.parent / name).resolve() if name else document
+        leads_home = path.exists() and REPOSITORY in path.parents
+        if not leads_home or (place and path.suffix == ".md" and place not in anchors(path)):
             broken.append(target)
     assert not broken, f"{document.name}: links to nothing in the repository: {broken}"
