@@ -31,7 +31,7 @@ from tests.test_failed_run_keeps_file import dead_server
 
 pytestmark = pytest.mark.in_process
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "library.md"
 
 
 def call(
@@ -289,7 +289,7 @@ def readme_example() -> str:
 def test_the_readme_example_with_an_auto_signing_server(signer: FakeCaramel) -> None:
     signer.auto_sign = True
     namespace: dict[str, object] = {}
-    exec(compile(readme_example(), "README.md", "exec"), namespace)
+    exec(compile(readme_example(), "docs/library.md", "exec"), namespace)
     ensure_certificate = namespace["ensure_certificate"]
     keychain = Keychain()
     url, ca = signer.url, signer.authority.pem  # type: ignore[attr-defined]

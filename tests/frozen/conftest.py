@@ -67,14 +67,14 @@ def elf_report(build_python: Path, target: Path) -> dict[str, object]:
 
 
 def assert_readme_states_glibc_floor(arch: str, floor: str, measured_from: Path) -> None:
-    """README.md's table row for arch must say 'glibc FLOOR', the floor measured from the
-    bytes: the document cannot drift from the build (host and ARM alike)."""
-    readme = (REPO / "README.md").read_text()
+    """docs/firmware-integration.md's table row for arch must say 'glibc FLOOR', the floor
+    measured from the bytes: the document cannot drift from the build (host and ARM alike)."""
+    readme = (REPO / "docs" / "firmware-integration.md").read_text()
     rows = [line for line in readme.splitlines() if re.match(rf"\|\s*{arch}\s*\|", line)]
-    assert rows, f"README.md has no table row for {arch}"
+    assert rows, f"docs/firmware-integration.md has no table row for {arch}"
     assert any(re.search(rf"\bglibc {re.escape(floor)}\b", row) for row in rows), (
-        f"README.md must say 'glibc {floor}' for {arch} (measured from {measured_from}): "
-        + " / ".join(rows)
+        f"docs/firmware-integration.md must say 'glibc {floor}' for {arch} "
+        f"(measured from {measured_from}): " + " / ".join(rows)
     )
 
 
