@@ -30,12 +30,14 @@ TEST_BUNDLE := $(TEST_DIST)/caramel-embedded-dir/caramel-embedded
 FREEZE_INPUTS := $(wildcard caramel_embedded/*.py) build/freeze.sh build/caramel-embedded.spec \
 	build/check_ca.py build/elf_report.py build/requirements.lock build/backend.lock \
 	build/caramel_startup.py $(wildcard build/standins/*/*/*.py)
-# Where a test runs is said by the test: `pytest.mark.in_process` marks the tests of modules
-# in this process (the package pass only: CARAMEL_EMBEDDED_CMD cannot change them);
-# `pytest.mark.arm` the process-level tests that the ARM pass runs too (build/arm.mk);
-# tests/frozen and tests/firmware need the frozen binary (the binary pass only).
-# Passes of their own, with their own targets: the ARM builds under emulation (build/arm.mk).
-OTHER_PASSES := tests/arm
+# Where a test runs is said by markers alone (pyproject.toml lists them), and each pass picks
+# its tests with `-m`. A test module marks itself: `in_process`, the tests of modules in this
+# process (the package pass only: CARAMEL_EMBEDDED_CMD cannot change them); `arm`, the
+# process-level tests that the ARM pass runs too (build/arm.mk). A folder marks all of its
+# tests through its conftest.py: tests/frozen `onefile_only` (they need the one-file binary:
+# the binary pass only), tests/firmware `firmware` (not in the package pass; those that run
+# the binary skip without a one-file one), tests/arm `arm_only` (the ARM builds under
+# emulation: the ARM pass only, build/arm.mk).
 
 all: test
 
@@ -61,21 +63,19 @@ venv: $(STAMP)
 
 test: test-package test-binary
 
-# tests/frozen and tests/firmware need the frozen binary: they run in the binary pass only.
+# tests/frozen and tests/firmware need the frozen binary: they run in the binary pass.
 test-package: venv system-deps
-	$(BIN)/python -m pytest -q --ignore=tests/frozen --ignore=tests/firmware \
-		$(addprefix --ignore=,$(OTHER_PASSES))
+	$(BIN)/python -m pytest -q -m "not onefile_only and not firmware and not arm_only"
 
 test-binary: venv system-deps $(TEST_BINARY) $(TEST_BUNDLE)
 	$(BUILD_PYTHON) build/elf_report.py $(TEST_BINARY)
 	CARAMEL_EMBEDDED_CMD=$(abspath $(TEST_BINARY)) \
-		$(BIN)/python -m pytest -q -m "not in_process" $(addprefix --ignore=,$(OTHER_PASSES)) tests
+		$(BIN)/python -m pytest -q -m "not in_process and not arm_only"
 
 # The same suites against the one-dir bundle (not part of `make test`, to keep it short).
 test-bundle: venv system-deps $(TEST_BUNDLE)
 	CARAMEL_EMBEDDED_CMD=$(abspath $(TEST_BUNDLE)) \
-		$(BIN)/python -m pytest -q \
-		-m "not in_process" $(addprefix --ignore=,$(OTHER_PASSES) tests/frozen) tests
+		$(BIN)/python -m pytest -q -m "not in_process and not onefile_only and not arm_only"
 
 BUILD_PYTHON := .cache/build-venv-$(HOST_ARCH)/bin/python
 
@@ -106,7 +106,7 @@ trim-report: venv system-deps $(TEST_BUNDLE)
 	rm -f $(TRIM_LOG)
 	CARAMEL_EMBEDDED_CMD="$(abspath $(BIN)/python) $(abspath build/unused_modules.py) --record \
 		$(abspath $(TRIM_LOG))" $(BIN)/python -m pytest -q \
-		-m "not in_process" $(addprefix --ignore=,$(OTHER_PASSES) tests/frozen) tests || true
+		-m "not in_process and not onefile_only and not arm_only" || true
 	$(BIN)/python build/unused_modules.py --report $(TRIM_LOG) \
 		build/work/$(HOST_ARCH)/onedir/caramel-embedded
 
@@ -130,10 +130,10 @@ bench: venv system-deps bench-deps $(TEST_BINARY) $(TEST_BUNDLE)
 		--arm-dist $(dir $(TEST_DIST))
 
 test-unit: venv
-	$(BIN)/python -m pytest -q -m "not e2e" $(addprefix --ignore=,tests/frozen $(OTHER_PASSES))
+	$(BIN)/python -m pytest -q -m "not e2e and not onefile_only and not arm_only"
 
 test-e2e: venv system-deps
-	$(BIN)/python -m pytest -q -m e2e $(addprefix --ignore=,tests/frozen $(OTHER_PASSES))
+	$(BIN)/python -m pytest -q -m e2e
 
 lint: venv
 	$(BIN)/ruff format --check caramel_embedded tests testbed build bench for-caramel-operators
