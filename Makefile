@@ -1,5 +1,6 @@
 # The single entry point: every target works on a fresh clone.
 #   make demo   walk the whole certificate lifecycle against a local, real Caramel server
+#   make demo-server   leave that server running to try the client on (demo-sign, demo-stop)
 #   make test   the package suite and the real-server suite, against the package and then
 #               against the host's one-file binary (frozen once, reused while unchanged)
 #   make lint   ruff (format + lint) and mypy
@@ -12,10 +13,15 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-SYSTEM_PACKAGES := nginx openssl curl strace
+# What the demo needs: nginx fronts Caramel; openssl and curl check the certificate the
+# client installs, as a user would. The suites need strace besides (and, through
+# firmware-deps, the firmware checks' tools).
+DEMO_PACKAGES   := nginx openssl curl
+SYSTEM_PACKAGES := $(DEMO_PACKAGES) strace
 
 .PHONY: all venv system-deps test test-package test-binary test-bundle test-unit test-e2e \
-	lint format demo clean binary bundle bench build-deps bench-deps trim-report
+	lint format demo demo-deps demo-server demo-sign demo-stop clean binary bundle bench \
+	build-deps bench-deps trim-report
 
 # --- freezing (build/freeze.sh holds the steps, build/caramel-embedded.spec the choices) ---
 HOST_ARCH := $(shell build/freeze.sh --host-arch)
@@ -47,11 +53,18 @@ INSTALL_MISSING = if [ -n "$$missing" ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# System packages the tests and the demo need (nginx fronts the real server).
-system-deps:
-	@missing=""; \
-	for p in $(SYSTEM_PACKAGES); do PATH="$$PATH:/usr/sbin:/sbin" command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# $(call INSTALL_COMMANDS,LIST): install the Debian packages of the commands of LIST that
+# are missing (each package is named as its command).
+INSTALL_COMMANDS = missing=""; \
+	for p in $(1); do PATH="$$PATH:/usr/sbin:/sbin" command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	$(INSTALL_MISSING)
+
+demo-deps:
+	@$(call INSTALL_COMMANDS,$(DEMO_PACKAGES))
+
+# System packages the tests need.
+system-deps:
+	@$(call INSTALL_COMMANDS,$(SYSTEM_PACKAGES))
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -144,8 +157,20 @@ format: venv
 	$(BIN)/ruff format caramel_embedded tests testbed build bench for-caramel-operators
 	$(BIN)/ruff check --fix caramel_embedded tests testbed build bench for-caramel-operators
 
-demo: venv system-deps
+demo: venv demo-deps
 	$(BIN)/python -m tests.e2e.demo
+
+# The demo's server left running (detached; its processes and files in .cache/demo-server),
+# to try the client on: it prints the URL, the CA file, the client's command, how to sign
+# (make demo-sign: every waiting request) and how to stop (make demo-stop).
+demo-server: venv demo-deps
+	@$(BIN)/python -m tests.e2e.demo_server start
+
+demo-sign: venv
+	@$(BIN)/python -m tests.e2e.demo_server sign
+
+demo-stop: venv
+	@$(BIN)/python -m tests.e2e.demo_server stop
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache build/work dist
