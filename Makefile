@@ -172,7 +172,10 @@ demo-sign: venv
 demo-stop: venv
 	@$(BIN)/python -m tests.e2e.demo_server stop
 
+# A demo server still running is stopped first: its state goes with .cache.
 clean:
+	@if [ -f .cache/demo-server/state.json ] && [ -x $(BIN)/python ]; then \
+		$(BIN)/python -m tests.e2e.demo_server stop; fi
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache build/work dist
 
 # Targets kept beside what they build: ARM roots and test-arm, firmware installation.

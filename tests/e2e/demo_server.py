@@ -139,19 +139,19 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
+def say_usage(running: Running) -> None:
+    """The lines to use the server, from where make runs (the repository root)."""
+    base = Path.cwd()
+    say("\n".join(usage_lines(running, human_client_command(base), caramel_tool(), base)))
+
+
 def start(directory: Path) -> int:
     """Start the stack detached, record it, print how to use it; a running one is kept."""
     running = Running.load(directory)
     if running is not None:
         if all(running_ours(pid, running.server_dir) for pid in running.pids.values()):
             say("The demo server is already running.")
-            say(
-                "\n".join(
-                    usage_lines(
-                        running, human_client_command(Path.cwd()), caramel_tool(), Path.cwd()
-                    )
-                )
-            )
+            say_usage(running)
             return 0
         say("A demo server was recorded but is not running: starting a new one.")
         stop(directory, quiet=True)
@@ -175,11 +175,7 @@ def start(directory: Path) -> int:
         f"Started in {time.monotonic() - started:.0f} s: Caramel (pid {pids['caramel']}) and "
         f"nginx (pid {pids['nginx']}), detached from this shell."
     )
-    say(
-        "\n".join(
-            usage_lines(running, human_client_command(Path.cwd()), caramel_tool(), Path.cwd())
-        )
-    )
+    say_usage(running)
     return 0
 
 
