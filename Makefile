@@ -1,5 +1,6 @@
 # The single entry point: every target works on a fresh clone.
 #   make demo   walk the whole certificate lifecycle against a local, real Caramel server
+#   make demo-server   leave that server running to try the client on (demo-sign, demo-stop)
 #   make test   the package suite and the real-server suite, against the package and then
 #               against the host's one-file binary (frozen once, reused while unchanged)
 #   make lint   ruff (format + lint) and mypy
@@ -12,10 +13,15 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-SYSTEM_PACKAGES := nginx openssl curl strace
+# What the demo needs: nginx fronts Caramel; openssl and curl check the certificate the
+# client installs, as a user would. The suites need strace besides (and, through
+# firmware-deps, the firmware checks' tools).
+DEMO_PACKAGES   := nginx openssl curl
+SYSTEM_PACKAGES := $(DEMO_PACKAGES) strace
 
 .PHONY: all venv system-deps test test-package test-binary test-bundle test-unit test-e2e \
-	lint format demo clean binary bundle bench build-deps bench-deps trim-report
+	lint format demo demo-deps demo-server demo-sign demo-stop clean binary bundle bench \
+	build-deps bench-deps trim-report
 
 # --- freezing (build/freeze.sh holds the steps, build/caramel-embedded.spec the choices) ---
 HOST_ARCH := $(shell build/freeze.sh --host-arch)
@@ -30,12 +36,14 @@ TEST_BUNDLE := $(TEST_DIST)/caramel-embedded-dir/caramel-embedded
 FREEZE_INPUTS := $(wildcard caramel_embedded/*.py) build/freeze.sh build/caramel-embedded.spec \
 	build/check_ca.py build/elf_report.py build/requirements.lock build/backend.lock \
 	build/caramel_startup.py $(wildcard build/standins/*/*/*.py)
-# Where a test runs is said by the test: `pytest.mark.in_process` marks the tests of modules
-# in this process (the package pass only: CARAMEL_EMBEDDED_CMD cannot change them);
-# `pytest.mark.arm` the process-level tests that the ARM pass runs too (build/arm.mk);
-# tests/frozen and tests/firmware need the frozen binary (the binary pass only).
-# Passes of their own, with their own targets: the ARM builds under emulation (build/arm.mk).
-OTHER_PASSES := tests/arm
+# Where a test runs is said by markers alone (pyproject.toml lists them), and each pass picks
+# its tests with `-m`. A test module marks itself: `in_process`, the tests of modules in this
+# process (the package pass only: CARAMEL_EMBEDDED_CMD cannot change them); `arm`, the
+# process-level tests that the ARM pass runs too (build/arm.mk). A folder marks all of its
+# tests through its conftest.py: tests/frozen `onefile_only` (they need the one-file binary:
+# the binary pass only), tests/firmware `firmware` (not in the package pass; those that run
+# the binary skip without a one-file one), tests/arm `arm_only` (the ARM builds under
+# emulation: the ARM pass only, build/arm.mk).
 
 all: test
 
@@ -45,11 +53,18 @@ INSTALL_MISSING = if [ -n "$$missing" ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# System packages the tests and the demo need (nginx fronts the real server).
-system-deps:
-	@missing=""; \
-	for p in $(SYSTEM_PACKAGES); do PATH="$$PATH:/usr/sbin:/sbin" command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# $(call INSTALL_COMMANDS,LIST): install the Debian packages of the commands of LIST that
+# are missing (each package is named as its command).
+INSTALL_COMMANDS = missing=""; \
+	for p in $(1); do PATH="$$PATH:/usr/sbin:/sbin" command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	$(INSTALL_MISSING)
+
+demo-deps:
+	@$(call INSTALL_COMMANDS,$(DEMO_PACKAGES))
+
+# System packages the tests need.
+system-deps:
+	@$(call INSTALL_COMMANDS,$(SYSTEM_PACKAGES))
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,21 +76,19 @@ venv: $(STAMP)
 
 test: test-package test-binary
 
-# tests/frozen and tests/firmware need the frozen binary: they run in the binary pass only.
+# tests/frozen and tests/firmware need the frozen binary: they run in the binary pass.
 test-package: venv system-deps
-	$(BIN)/python -m pytest -q --ignore=tests/frozen --ignore=tests/firmware \
-		$(addprefix --ignore=,$(OTHER_PASSES))
+	$(BIN)/python -m pytest -q -m "not onefile_only and not firmware and not arm_only"
 
 test-binary: venv system-deps $(TEST_BINARY) $(TEST_BUNDLE)
 	$(BUILD_PYTHON) build/elf_report.py $(TEST_BINARY)
 	CARAMEL_EMBEDDED_CMD=$(abspath $(TEST_BINARY)) \
-		$(BIN)/python -m pytest -q -m "not in_process" $(addprefix --ignore=,$(OTHER_PASSES)) tests
+		$(BIN)/python -m pytest -q -m "not in_process and not arm_only"
 
 # The same suites against the one-dir bundle (not part of `make test`, to keep it short).
 test-bundle: venv system-deps $(TEST_BUNDLE)
 	CARAMEL_EMBEDDED_CMD=$(abspath $(TEST_BUNDLE)) \
-		$(BIN)/python -m pytest -q \
-		-m "not in_process" $(addprefix --ignore=,$(OTHER_PASSES) tests/frozen) tests
+		$(BIN)/python -m pytest -q -m "not in_process and not onefile_only and not arm_only"
 
 BUILD_PYTHON := .cache/build-venv-$(HOST_ARCH)/bin/python
 
@@ -106,7 +119,7 @@ trim-report: venv system-deps $(TEST_BUNDLE)
 	rm -f $(TRIM_LOG)
 	CARAMEL_EMBEDDED_CMD="$(abspath $(BIN)/python) $(abspath build/unused_modules.py) --record \
 		$(abspath $(TRIM_LOG))" $(BIN)/python -m pytest -q \
-		-m "not in_process" $(addprefix --ignore=,$(OTHER_PASSES) tests/frozen) tests || true
+		-m "not in_process and not onefile_only and not arm_only" || true
 	$(BIN)/python build/unused_modules.py --report $(TRIM_LOG) \
 		build/work/$(HOST_ARCH)/onedir/caramel-embedded
 
@@ -130,10 +143,10 @@ bench: venv system-deps bench-deps $(TEST_BINARY) $(TEST_BUNDLE)
 		--arm-dist $(dir $(TEST_DIST))
 
 test-unit: venv
-	$(BIN)/python -m pytest -q -m "not e2e" $(addprefix --ignore=,tests/frozen $(OTHER_PASSES))
+	$(BIN)/python -m pytest -q -m "not e2e and not onefile_only and not arm_only"
 
 test-e2e: venv system-deps
-	$(BIN)/python -m pytest -q -m e2e $(addprefix --ignore=,tests/frozen $(OTHER_PASSES))
+	$(BIN)/python -m pytest -q -m e2e
 
 lint: venv
 	$(BIN)/ruff format --check caramel_embedded tests testbed build bench for-caramel-operators
@@ -144,10 +157,25 @@ format: venv
 	$(BIN)/ruff format caramel_embedded tests testbed build bench for-caramel-operators
 	$(BIN)/ruff check --fix caramel_embedded tests testbed build bench for-caramel-operators
 
-demo: venv system-deps
+demo: venv demo-deps
 	$(BIN)/python -m tests.e2e.demo
 
+# The demo's server left running (detached; its processes and files in .cache/demo-server),
+# to try the client on: it prints the URL, the CA file, the client's command, how to sign
+# (make demo-sign: every waiting request) and how to stop (make demo-stop).
+demo-server: venv demo-deps
+	@$(BIN)/python -m tests.e2e.demo_server start
+
+demo-sign: venv
+	@$(BIN)/python -m tests.e2e.demo_server sign
+
+demo-stop: venv
+	@$(BIN)/python -m tests.e2e.demo_server stop
+
+# A demo server still running is stopped first: its state goes with .cache.
 clean:
+	@if [ -f .cache/demo-server/state.json ] && [ -x $(BIN)/python ]; then \
+		$(BIN)/python -m tests.e2e.demo_server stop; fi
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache build/work dist
 
 # Targets kept beside what they build: ARM roots and test-arm, firmware installation.

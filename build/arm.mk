@@ -11,20 +11,22 @@
 # The ARM pass freezes each architecture without a CA into .cache/test-dist/ARCH (rebuilt
 # only when something that goes into it changed), then runs, with every invocation under
 # qemu-user and nothing but the target's glibc to load (QEMU_LD_PREFIX = the glibc-only
-# root), the process-level tests selected by ARM_SUITE and tests/arm (the binary and the
-# bundle in the glibc-only root under chroot, the glibc floor, reproducible bytes).
+# root), the tests ARM_SUITE selects by their markers: the process-level tests marked `arm`
+# and tests/arm (the binary and the bundle in the glibc-only root under chroot, the glibc
+# floor, reproducible bytes).
 
 ARM_ARCHES  := aarch64 armhf
 ARM_SCRIPTS := build/arm-lib.sh build/rootfs.sh build/glibc-root.sh build/freeze-in-root.sh
 
 # The ARM pass runs the tests marked `arm` (pytest.mark.arm: exit statuses, every server
 # answer, the combined file and a failed run that changes nothing, the lock, the signals,
-# the real-server lifecycle) and tests/arm (the binary and the bundle in the glibc-only
-# root under chroot, the glibc floor, reproducible bytes). `not slow` leaves out the
-# 32-process lock race, which measures the machine more than the binary under emulation;
-# `not native_only` what qemu-user itself cannot pass on (a real-time signal).
-ARM_SUITE := tests --ignore=tests/frozen --ignore=tests/firmware
-ARM_PYTEST_FLAGS = -q -m "arm and not slow and not native_only" -p no:cacheprovider \
+# the real-server lifecycle) and those marked `arm_only`, all of tests/arm (its conftest
+# marks them: the binary and the bundle in the glibc-only root under chroot, the glibc
+# floor, reproducible bytes). `not slow` leaves out the 32-process lock race, which
+# measures the machine more than the binary under emulation; `not native_only` what
+# qemu-user itself cannot pass on (a real-time signal).
+ARM_SUITE := -m "(arm or arm_only) and not slow and not native_only"
+ARM_PYTEST_FLAGS = -q -p no:cacheprovider \
 	--basetemp=$(or $(TMPDIR),/tmp)/caramel-embedded-test-arm-$*
 
 .PHONY: test-arm $(addprefix test-arm-,$(ARM_ARCHES)) arm-root arm-glibc-root

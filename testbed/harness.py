@@ -23,7 +23,9 @@ Caramel gets its own virtualenv, cached in ``<repo>/.cache/caramel-server-venv``
 pins (pyOpenSSL 24.2.1, cryptography < 44) conflict with the client's, and a fresh one
 costs a download. Every process is started in its own session and dies with us: on
 leaving the context, on an exception or interrupt, at interpreter exit, and (through the
-kernel's parent-death signal) even when the Python process running us is killed.
+kernel's parent-death signal) even when the Python process running us is killed. The one
+exception is a stack started with ``detached=True`` (``make demo-server``): its processes
+outlive us, and ``tests/e2e/demo_server.py`` records their ids to stop them later.
 """
 
 from __future__ import annotations
@@ -101,8 +103,11 @@ class CaramelStack:
         keep: bool = False,
         conditional: bool = False,
         ca_subject: tuple[tuple[str, str], ...] = CA_SUBJECT_ANSWERS,
+        detached: bool = False,
     ) -> None:
         self._given_workdir = workdir
+        # Detached: the servers outlive this process (make demo-server); see start_service.
+        self.detached = detached
         self.conditional = conditional
         # caramel_ca's answers (C, ST, L, O, OU): a second CA differs in OU, say.
         self.ca_subject = ca_subject
@@ -117,6 +122,14 @@ class CaramelStack:
         self.nginx: Service | None = None
         self.admin_history: list[AdminRun] = []
         self._signals: contextlib.ExitStack | None = None
+
+    @classmethod
+    def running_in(cls, directory: Path) -> CaramelStack:
+        """A stack another process started in ``directory`` (make demo-server), for its
+        admin commands; its servers are not this object's to stop."""
+        stack = cls(workdir=directory, keep=True)
+        stack.directory = directory
+        return stack
 
     # ---- paths and addresses
 
@@ -261,6 +274,7 @@ class CaramelStack:
                 self.directory / "pserve.log",
                 self.directory,
                 self.server_env(),
+                self.detached,
             )
         ca_pem = self.ca_cert.read_bytes()
         port = self.ports.waitress
@@ -293,6 +307,7 @@ class CaramelStack:
                 self.directory / "nginx-error.log",
                 self.directory,
                 self.server_env(),
+                self.detached,
             )
         for port in (self.ports.mtls, self.ports.lm):
             wait_until_ready(

@@ -91,9 +91,18 @@ class Service:
 
 
 def start_service(
-    name: str, argv: Sequence[str], log: Path, cwd: Path, env: dict[str, str]
+    name: str,
+    argv: Sequence[str],
+    log: Path,
+    cwd: Path,
+    env: dict[str, str],
+    detached: bool = False,
 ) -> Service:
-    """Start a child in its own session (so one killpg reaches all it forks)."""
+    """Start a child in its own session (so one killpg reaches all it forks).
+
+    It dies with us, unless ``detached``: then it outlives this process (``make
+    demo-server``), and whoever stops it finds it by its process id.
+    """
     with log.open("ab") as out:
         process = subprocess.Popen(
             list(argv),
@@ -103,11 +112,12 @@ def start_service(
             cwd=cwd,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 (one foreign call, no locks)
+            preexec_fn=None if detached else _die_with_parent,  # noqa: PLW1509 (one foreign call)
         )
     service = Service(name, process, log)
-    with _LIVE_LOCK:
-        _LIVE.add(service)
+    if not detached:
+        with _LIVE_LOCK:
+            _LIVE.add(service)
     return service
 
 

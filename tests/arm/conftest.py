@@ -23,9 +23,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.folder_markers import mark_folder
 from tests.frozen.conftest import read_buildinfo
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test here is about the ARM builds: ``arm_only``, the ARM pass's alone."""
+    mark_folder(items, Path(__file__).parent, pytest.mark.arm_only)
+
 
 # What qemu-user is called for each architecture, and the ELF machine its binaries carry.
 QEMU_NAME = {"aarch64": "aarch64", "armhf": "arm"}

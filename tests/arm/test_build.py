@@ -17,8 +17,6 @@ from tests.arm.conftest import ELF_MACHINE, REPO, ArmBuild
 from tests.firmware.test_recipes import GLIBC_FLOORS
 from tests.frozen.conftest import assert_readme_states_glibc_floor, elf_report
 
-pytestmark = pytest.mark.arm
-
 FREEZE_IN_ROOT = REPO / "build" / "freeze-in-root.sh"
 
 

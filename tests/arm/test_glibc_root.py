@@ -22,8 +22,6 @@ from testbed.ca_factory import Authority
 from tests.arm.conftest import LOADER, ArmBuild
 from tests.fake_signer import FakeCaramel
 
-pytestmark = pytest.mark.arm
-
 # The shared objects of glibc, by name: the loader and the libraries of Debian's libc6.
 GLIBC_FILE = re.compile(
     r"ld-linux[-\w.]*\.so\.\d+"

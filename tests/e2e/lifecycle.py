@@ -111,6 +111,16 @@ STEPS: tuple[str, ...] = tuple(name for name, _, _ in STEP_TABLE)
 SOFT_STEPS = frozenset({"not_modified"})
 
 
+def listing_summary(record: CsrRecord) -> str:
+    """The demo's line for the server's record of our request (``caramel_tool --list``):
+    its notAfter once signed, else that it is not signed yet."""
+    not_after = f"{record.not_after:%Y-%m-%d %H:%M:%S}Z" if record.not_after else "not signed"
+    return (
+        f"caramel_tool --list: id {record.id}, CN {record.cn}, "
+        f"sha256 {record.sha256[:16]}…, notAfter {not_after}"
+    )
+
+
 class Lifecycle:
     """One device's combined file walked through ``STEPS`` against one ``CaramelStack``.
 
@@ -315,7 +325,7 @@ class Lifecycle:
             f"CSR subject {csr.subject.rfc4514_string()}, expected {wanted.rfc4514_string()}",
         )
 
-    def check_listed(self, state: pki.CombinedFile) -> CsrRecord:
+    def listed_request(self, state: pki.CombinedFile) -> CsrRecord:
         """The server lists exactly one request for us: the file's CSR, CN = client id."""
         listed = self.listed_for_client()
         self.expect(
@@ -323,13 +333,14 @@ class Lifecycle:
             f"server lists {[(r.id, r.sha256[:12]) for r in listed]} for CN={self.client_id}, "
             f"expected the file's CSR {state.csr_sha256}",
         )
-        assert self.report is not None
-        self.report.server.append(
-            f"caramel_tool --list: id {listed[0].id}, CN {listed[0].cn}, "
-            f"sha256 {listed[0].sha256[:16]}…, "
-            f"notAfter {listed[0].not_after or 'not signed'}"
-        )
         return listed[0]
+
+    def check_listed(self, state: pki.CombinedFile) -> CsrRecord:
+        """``listed_request``, and its line in the step's server summary."""
+        listed = self.listed_request(state)
+        assert self.report is not None
+        self.report.server.append(listing_summary(listed))
+        return listed
 
     def check_certificate(self, state: pki.CombinedFile) -> None:
         """Installed certificate: ours (CN, key), current, and chained to the CA."""
@@ -423,7 +434,8 @@ class Lifecycle:
     def step_signed(self) -> None:
         """The admin signs; the client installs it; curl can use the file as it is."""
         before = self.snapshot()
-        listed = self.check_listed(before)
+        # The summary shows the server's record after the signing (below), not this one.
+        listed = self.listed_request(before)
         self.stack.sign(listed.id)
         self._signed_at = time.monotonic()
         self.client(self.stack.front_url, EXIT_OK)
@@ -460,6 +472,16 @@ class Lifecycle:
         self.expect(
             used.client_verify == "SUCCESS" and f"CN={self.client_id}," in used.client_subject,
             f"nginx did not verify curl's certificate: {used.summary()}",
+        )
+        # The server's record now names the certificate the device installed.
+        signed = self.check_listed(after)
+        installed = after.certificate
+        assert installed is not None
+        self.expect(
+            signed.not_after is not None
+            and signed.not_after.replace(tzinfo=dt.UTC) == installed.not_valid_after_utc,
+            f"the server lists notAfter {signed.not_after} for our request, the installed "
+            f"certificate has {installed.not_valid_after_utc}",
         )
 
     def step_current(self) -> None:

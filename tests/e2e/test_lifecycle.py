@@ -18,6 +18,8 @@ from tests.e2e.lifecycle import STEPS, Lifecycle
 pytestmark = [pytest.mark.e2e, pytest.mark.arm]
 
 CLIENT_ID = "e2e-device-01"
+# The steps in which the administrator signs the device's request.
+SIGNING_STEPS = ("signed", "refresh")
 
 
 @pytest.fixture(scope="module")
@@ -32,4 +34,9 @@ def test_lifecycle_step(lifecycle: Lifecycle, step: str) -> None:
     """Exit status, combined file and the server's side of one step, as SPEC says."""
     if lifecycle.failed_step is not None:
         pytest.skip(f"step {lifecycle.failed_step!r} failed before this one")
-    lifecycle.run_step(step)
+    report = lifecycle.run_step(step)
+    if step in SIGNING_STEPS:
+        # What the demo shows of the server's record after a signature: the certificate.
+        listed = [line for line in report.server if line.startswith("caramel_tool --list:")]
+        assert listed, report.server
+        assert "not signed" not in listed[-1], report.server

@@ -20,10 +20,17 @@ from pathlib import Path
 import pytest
 
 from tests import fake_signer
+from tests.folder_markers import mark_folder
 
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE = REPO / "firmware-integration"
 ELF_MAGIC = b"\x7fELF"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test here is a firmware check: ``firmware``, not in the package or ARM pass."""
+    mark_folder(items, Path(__file__).parent, pytest.mark.firmware)
 
 
 def _is_elf(path: Path) -> bool:

@@ -17,10 +17,17 @@ from pathlib import Path
 import pytest
 
 from testbed.command import ENV_VAR, client_command
+from tests.folder_markers import mark_folder
 
 REPO = Path(__file__).resolve().parents[2]
 FREEZE = REPO / "build" / "freeze.sh"
 ELF_REPORT = REPO / "build" / "elf_report.py"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test here needs the host's one-file binary: ``onefile_only``, the binary pass's."""
+    mark_folder(items, Path(__file__).parent, pytest.mark.onefile_only)
 
 
 @dataclass(frozen=True)
