@@ -127,7 +127,7 @@ class CaramelServer:
         if plan.present_client_certificate:
             self._pool = self._dialer.pool(client_pem)
             try:
-                answer = self._dialer.exchange(self._pool, "GET", path, headers, refusable=True)
+                answer = _exchange(self._dialer, self._pool, "GET", path, headers, refusable=True)
             except _HandshakeRefused as refusal:
                 self._progress(
                     f"server refused our client certificate ({refusal}); again without it"
@@ -138,7 +138,7 @@ class CaramelServer:
                 self._progress("server answered 400 to our client certificate; again without it")
             self._pool.close()
         self._pool = self._dialer.pool(None)
-        return self._dialer.exchange(self._pool, "GET", path, headers)
+        return _exchange(self._dialer, self._pool, "GET", path, headers)
 
     def post_request(self, request_sha256: str, request_pem: bytes) -> ServerAnswer:
         """``POST /<sha256>`` with the request's exact PEM bytes."""
@@ -146,7 +146,7 @@ class CaramelServer:
             self._pool = self._dialer.pool(None)
         headers = {**self._headers, "Content-Type": "application/pkcs10"}
         path = self.address.path(request_sha256)
-        return self._dialer.exchange(self._pool, "POST", path, headers, body=request_pem)
+        return _exchange(self._dialer, self._pool, "POST", path, headers, body=request_pem)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -154,8 +154,8 @@ class CaramelServer:
 
 
 class _Dialer:
-    """The pools to the server and the requests over them, all within one deadline: the
-    name looked up once, each pool's TLS context made for it, urllib3's errors in ours."""
+    """The pools to the server, all within one deadline: the name looked up once, each
+    pool's TLS context made for it."""
 
     def __init__(
         self,
@@ -167,36 +167,36 @@ class _Dialer:
         proxy: Proxy | None,
         held_in: Path | None,  # where the held key and certificate are, without /proc
     ) -> None:
-        self._address = address
+        self.address = address
         self._anchor = anchor
-        self._deadline = deadline
+        self.deadline = deadline
         self._progress = progress
-        self._proxy = proxy
+        self.proxy = proxy
         self._held_in = held_in
         self._addresses: list[reach.Address] | None = None
 
     def pool(self, client_pem: bytes | None) -> urllib3.HTTPSConnectionPool:
         return _Pool(
-            self._address.host,
-            self._address.port,
+            self.address.host,
+            self.address.port,
             ssl_context=tls_context(self._anchor, client_pem, self._held_in),
             maxsize=1,
             retries=False,
             addresses=self._looked_up(),
-            deadline=self._deadline,
-            tunnel_proxy=self._proxy,
+            deadline=self.deadline,
+            tunnel_proxy=self.proxy,
         )
 
     def _looked_up(self) -> list[reach.Address]:
         """The addresses to connect to, the server's or its proxy's: looked up once, and
         charged to the deadline."""
         if self._addresses is None:
-            via = self._proxy if self._proxy is not None else self._address
-            host, port, seconds = via.host, via.port, self._deadline.seconds
-            if self._proxy is not None:
-                self._progress(f"through the proxy {self._proxy}")
+            via = self.proxy if self.proxy is not None else self.address
+            host, port, seconds = via.host, via.port, self.deadline.seconds
+            if self.proxy is not None:
+                self._progress(f"through the proxy {self.proxy}")
             try:
-                with self._deadline.enforced() as left:
+                with self.deadline.enforced() as left:
                     self._addresses = reach.resolve(host, port, left)
             except (reach.LookupTimeout, DeadlineExpired):
                 raise DeadlineExpired(
@@ -206,35 +206,36 @@ class _Dialer:
                 raise NetworkError(f"cannot resolve {host}: {_reason(error)}") from None
         return self._addresses
 
-    def exchange(
-        self,
-        pool: urllib3.HTTPSConnectionPool,
-        method: str,
-        path: str,
-        headers: dict[str, str],
-        *,
-        body: bytes | None = None,
-        refusable: bool = False,
-    ) -> ServerAnswer:
-        """One request and its answer within the deadline; ``refusable``: a failed
-        handshake is ``_HandshakeRefused`` (our client certificate may be the cause)."""
-        try:
-            with self._deadline.enforced() as left:
-                response = _send(pool, method, path, headers=headers, body=body, left=left)
-                return _read_answer(response)
-        except (urllib3_errors.SSLError, urllib3_errors.ProtocolError) as error:
-            if refusable:
-                raise _HandshakeRefused(_reason(error)) from None
-            raise _network_error(f"{self._address}: {_reason(error)}", error) from None
-        except urllib3_errors.NewConnectionError as error:  # before TimeoutError: a subclass
-            via = f" through the proxy {self._proxy}" if self._proxy is not None else ""
-            raise NetworkError(
-                f"cannot connect to {self._address}{via}: {_reason(error)}"
-            ) from None
-        except urllib3_errors.TimeoutError:
-            raise self._deadline.expired() from None
-        except (urllib3_errors.HTTPError, OSError) as error:
-            raise _network_error(f"{self._address}: {_reason(error)}", error) from None
+
+def _exchange(
+    dialer: _Dialer,
+    pool: urllib3.HTTPSConnectionPool,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    *,
+    body: bytes | None = None,
+    refusable: bool = False,
+) -> ServerAnswer:
+    """One request and its answer within the deadline, urllib3's errors told in ours;
+    ``refusable``: a failed handshake is ``_HandshakeRefused`` (our client certificate may
+    be the cause)."""
+    address, proxy, deadline = dialer.address, dialer.proxy, dialer.deadline
+    try:
+        with deadline.enforced() as left:
+            response = _send(pool, method, path, headers=headers, body=body, left=left)
+            return _read_answer(response)
+    except (urllib3_errors.SSLError, urllib3_errors.ProtocolError) as error:
+        if refusable:
+            raise _HandshakeRefused(_reason(error)) from None
+        raise _network_error(f"{address}: {_reason(error)}", error) from None
+    except urllib3_errors.NewConnectionError as error:  # before TimeoutError: a subclass
+        via = f" through the proxy {proxy}" if proxy is not None else ""
+        raise NetworkError(f"cannot connect to {address}{via}: {_reason(error)}") from None
+    except urllib3_errors.TimeoutError:
+        raise deadline.expired() from None
+    except (urllib3_errors.HTTPError, OSError) as error:
+        raise _network_error(f"{address}: {_reason(error)}", error) from None
 
 
 def _send(
