@@ -152,6 +152,7 @@ lint: venv
 	$(BIN)/ruff format --check caramel_embedded tests testbed build bench for-caramel-operators
 	$(BIN)/ruff check caramel_embedded tests testbed build bench for-caramel-operators
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: venv
 	$(BIN)/ruff format caramel_embedded tests testbed build bench for-caramel-operators

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from caramel_embedded.version import __version__ as __version__
+
 __all__ = ["CaramelError", "Credentials", "Result", "Status", "refresh"]
 
 if TYPE_CHECKING:

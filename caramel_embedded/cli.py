@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from caramel_embedded import exits
 from caramel_embedded.record import Record
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ _HANDLED_SIGNALS = tuple(
     for name in (*_NAMED_SIGNALS, *_OTHER_ENDING_SIGNALS)
     if hasattr(signal, name)
 ) + tuple(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
-_ERROR = 127
+_ERROR = exits.ERROR
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,7 +88,7 @@ class _Ending(Record):
 
 
 def _main(argv: Sequence[str]) -> _Ending:
-    from caramel_embedded.errors import CaramelError, LockHeldError, UsageError
+    from caramel_embedded.errors import CaramelError, HelpShown, LockHeldError, UsageError
     from caramel_embedded.report import Reporter
 
     reporter = Reporter()
@@ -136,8 +137,8 @@ def _main(argv: Sequence[str]) -> _Ending:
 
         reporter.error(_for_administrator(error) if wait_mode else str(error))
         return _Ending(_ERROR, "error", status_line.reason_of(error), _facts(known), wanted)
-    except SystemExit as done:  # --help
-        return _Ending(0 if done.code in (0, None) else _ERROR, "", None, (), False)
+    except HelpShown:
+        return _Ending(exits.HELD, "", None, (), False)
     except BaseException as error:
         reporter.error(f"internal error: {type(error).__name__}: {error}")
         return _Ending(_ERROR, "error", "internal", _facts(known), wanted)
@@ -146,15 +147,15 @@ def _main(argv: Sequence[str]) -> _Ending:
     return _ended(result, known, wanted)
 
 
-# Only the command knows exit numbers; the core names its outcomes (``decision.Outcome``).
-_EXIT_STATUS = {"installed": 0, "current": 0, "posted": 69, "pending": 69, "reposted": 69}
-EXIT_LOCKED = 1
-EXIT_WAITING = 69
+# Only the command knows exit numbers (``exits``); the core names its outcomes
+# (``decision.Outcome``).
+EXIT_LOCKED = exits.LOCKED
+EXIT_WAITING = exits.WAITING
 
 
 def exit_status(outcome: str) -> int:
     """The exit status of an outcome, by its name: 0 held, 69 waiting for a signature."""
-    return _EXIT_STATUS[outcome]
+    return exits.OF_OUTCOME[outcome]
 
 
 def _ended(result: Result, known: dict[str, str], wanted: bool | None) -> _Ending:
@@ -204,7 +205,7 @@ def _prints_a_product(settings: Settings) -> bool:
 
 def _printed(text: str) -> _Ending:
     _print(text)
-    return _Ending(0, "", status_line=False)
+    return _Ending(exits.HELD, "", status_line=False)
 
 
 def _trust_anchor_pem(settings: Settings) -> str:
@@ -274,11 +275,10 @@ def _parse(argv: Sequence[str]) -> Settings:
         return options.parse(argv)
 
 
-def _print(text: str) -> int:
+def _print(text: str) -> None:
     from caramel_embedded import output
 
     output.write_stdout(text + "\n")
-    return 0
 
 
 def _settle_output(status: int) -> int:

@@ -3,8 +3,10 @@
 Nothing here touches a socket, a file or the clock; the core (``enrollment``) carries the
 actions out and the shells around it do the I/O. What is held maps to one local action
 (``before_asking``), every answer to exactly one action, and every action to exactly one
-named ``Outcome`` (the command alone turns outcomes into exit numbers), so "any server
-answer gives 0, 1, 69 or 127" is a property of these few functions.
+named ``Outcome`` or a failure (the command alone turns them into exit statuses), so "any
+server answer ends held, waiting or in one error" is a property of these few functions.
+The wire's records (``RequestPlan``, ``ServerAnswer``) live in ``wire``, where the network
+takes them from without importing the decisions.
 
 The records here and across the package are ``Record``s (``record``): immutable and
 typed as frozen dataclasses, but defining them costs no ``inspect`` import and no
@@ -15,13 +17,13 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
 from datetime import datetime
 
 from caramel_embedded import der, pem, subject
 from caramel_embedded.httpdate import format_http_date, parse_http_date
 from caramel_embedded.record import Record
 from caramel_embedded.state import LocalState, ProvisionedKey
+from caramel_embedded.wire import RequestPlan, ServerAnswer
 
 _HTML_TITLE = r"(?is)<title>(.*?)</title>"  # compiled on first use: error pages only
 
@@ -41,28 +43,11 @@ class Outcome(enum.Enum):
         return self not in (Outcome.INSTALLED, Outcome.CURRENT)
 
 
-class ServerAnswer(Record):
-    """One HTTP answer, reduced to what the protocol looks at (header names lowercase)."""
-
-    status: int
-    reason: str
-    headers: Mapping[str, str]
-    body: bytes
-
-
-class RequestPlan(Record):
-    """How to ask for our certificate."""
-
-    request_sha256: str
-    present_client_certificate: bool
-    if_modified_since: str | None
-
-
 # --- actions -----------------------------------------------------------------------------
 
 
 class Keep(Record):
-    """The installed certificate is current: exit 0 without writing the file.
+    """The installed certificate is current: the pass ends held, the file's bytes unwritten.
 
     ``new_validator`` is a ``Last-Modified`` that came with the installed certificate and
     differs from the one kept as the file's mtime (a caching proxy was put in front, or
@@ -85,7 +70,7 @@ class Install(Record):
 
 
 class Wait(Record):
-    """The request waits for a signature: exit 69."""
+    """The request waits for a signature: the pass ends pending."""
 
 
 class Post(Record):
@@ -97,7 +82,7 @@ class StartOver(Record):
 
 
 class Fail(Record):
-    """Anything the protocol does not allow: exit 127, state kept."""
+    """Anything the protocol does not allow: the pass ends in an error, the state kept."""
 
     message: str
 

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from caramel_embedded import decision
-from caramel_embedded.decision import Outcome, RequestPlan, ServerAnswer
+from caramel_embedded.decision import Outcome
 from caramel_embedded.errors import CaramelError, InterruptedBySignal, ServerAnswerError
 from caramel_embedded.record import Record
 from caramel_embedded.state import LocalState, ProvisionedKey, compose, parse
-from caramel_embedded.trust import TrustAnchor
+from caramel_embedded.wire import RequestPlan, ServerAnswer
+
+if TYPE_CHECKING:
+    from caramel_embedded.trust import TrustAnchor  # a parsed anchor is handed in
 
 
 class Keeper(Protocol):
@@ -37,8 +40,8 @@ class Keeper(Protocol):
 class Server(Protocol):
     """The Caramel server's two requests."""
 
-    def get_certificate(self, plan: RequestPlan, state: LocalState) -> ServerAnswer:
-        """``GET /<sha256>``, showing the state's certificate as ``plan`` says."""
+    def get_certificate(self, plan: RequestPlan, client_pem: bytes | None) -> ServerAnswer:
+        """``GET /<sha256>``, showing ``client_pem`` (key and certificate) as ``plan`` says."""
 
     def post_request(self, request_sha256: str, request_pem: bytes) -> ServerAnswer:
         """``POST /<sha256>`` with the request's exact bytes."""
@@ -78,8 +81,7 @@ class Pass:
         self.keeper = keeper
         self.now = now
         self.progress = progress
-        self._connect_to = connect
-        self._server: Server | None = None
+        self.server = _Link(connect, progress)
 
     def run(self, held: decision.LocalHeld) -> Result:
         """Raises a ``CaramelError`` for anything that is not an outcome; ``UnusableKeyError``
@@ -88,16 +90,15 @@ class Pass:
         action = decision.before_asking(held, subject, self.device.client_id)
         try:
             if isinstance(action, decision.Enroll):
-                return self._enroll(action.set_aside, Outcome.POSTED, action.set_aside is not None)
+                set_aside = action.set_aside is not None
+                return _enroll(self, action.set_aside, Outcome.POSTED, set_aside)
             assert isinstance(held, LocalState | ProvisionedKey)
             if isinstance(action, decision.RequestAnew):
-                return self._request_anew(held)
+                return _request_anew(self, held)
             assert isinstance(held, LocalState)
             return self._ask(held)
         finally:
-            self._disconnect()
-
-    # --- what the decisions ask for ---------------------------------------------------------
+            self.server.close()
 
     def _ask(self, state: LocalState) -> Result:
         plan = decision.plan_request(state, self.now)
@@ -106,117 +107,129 @@ class Pass:
             + (" with our certificate" if plan.present_client_certificate else "")
             + (f", If-Modified-Since {plan.if_modified_since}" if plan.if_modified_since else "")
         )
-        answer = self._server_now().get_certificate(plan, state)
-        self.progress(f"server answered {answer.status} {answer.reason}")
-        action = decision.after_get(state, plan, answer)
+        client_pem = state.client_pem if plan.present_client_certificate else None
+        action = decision.after_get(state, plan, self.server.get(plan, client_pem))
         if isinstance(action, decision.Fail):
             raise ServerAnswerError(action.message)
+        if isinstance(action, decision.StartOver):
+            self.server.close()  # its connection may have shown the certificate wiped now
+            reason = "the CA rejected our request: wiped key, certificate and request"
+            return _enroll(self, reason, Outcome.REPOSTED, set_aside=False)
         if isinstance(action, decision.Keep):
             if action.new_validator is not None:
                 self.keeper.keep_validator(action.new_validator)
                 self.progress("kept the certificate's new Last-Modified as the mtime")
             self.progress("installed certificate is current")
         elif isinstance(action, decision.Install):
-            state = self._install(state, action)
+            state = _install(self, state, action)
         elif isinstance(action, decision.Post):
-            self._post(state)
-        elif isinstance(action, decision.StartOver):
-            self._disconnect()  # its connection may have shown the certificate wiped now
-            reason = "the CA rejected our request: wiped key, certificate and request"
-            return self._enroll(reason, Outcome.REPOSTED, set_aside=False)
+            self.server.post(state)
         return Result(decision.outcome_of(action), state)
 
-    def _install(self, state: LocalState, action: decision.Install) -> LocalState:
-        from caramel_embedded import pki
 
-        pki.check_issued_certificate(
-            action.certificate_der,
-            [ca.certificate_der for ca in self.device.anchor.certificates],
-            state.key_der,
-            self.device.client_id,
-            self.now,
-        )
-        facts = action.facts  # read once, by the decision
-        mtime = decision.last_modified_or_not_before(action.last_modified, facts.not_before)
-        content = compose(state.key_der, state.request_der, action.certificate_der)
-        self.keeper.keep(content, mtime=mtime)
-        self.progress(
-            f"installed a certificate valid until {facts.not_after:%Y-%m-%d %H:%M:%S} UTC"
-        )
-        return _parsed(content, mtime)
+class _Link:
+    """The server, reached on the pass's first request and dropped at its end (or before a
+    new key, whose requests must not go over a connection that showed the old one)."""
 
-    def _enroll(self, reason: str | None, outcome: Outcome, set_aside: bool) -> Result:
-        """A new key and its request, kept first, then posted: a posted key is never lost,
-        so this is the one case where a failed pass has changed what is held."""
-        from caramel_embedded import pki
+    def __init__(self, connect: Callable[[], Server], progress: Callable[[str], None]) -> None:
+        self._connect = connect
+        self._progress = progress
+        self._server: Server | None = None
 
-        bits = self.device.key_bits
-        self.progress(f"generating an RSA {bits}-bit key")
-        key_der = pki.new_private_key(bits)
-        request_der = pki.new_request(key_der, self.device.anchor.certificate_der, self._id)
-        content = compose(key_der, request_der)
-        self.keeper.keep(content, set_aside=set_aside)
-        state = _parsed(content)
-        note = None if reason is None else f"{reason}, made a new key"
-        failure = None if note is None else f"before that: {note}; its request is not posted yet"
-        self._post(state, failure)
-        return Result(outcome, state, _posted(note))
+    def get(self, plan: RequestPlan, client_pem: bytes | None) -> ServerAnswer:
+        answer = self._connected().get_certificate(plan, client_pem)
+        self._progress(f"server answered {answer.status} {answer.reason}")
+        return answer
 
-    def _request_anew(self, held: LocalState | ProvisionedKey) -> Result:
-        """A request for the held key, kept only once the server has accepted it.
-
-        Until then nothing changes: a wrong CA or an unreachable server costs the device
-        nothing, and an installed certificate stays, usable, until the new request's
-        replaces it. A pass killed between the post and the keep loses nothing: the same
-        key and subject give the same request bytes (an RSA PKCS#1 v1.5 signature is
-        deterministic), which the next pass posts as a duplicate.
-        """
-        from caramel_embedded import pki
-
-        request_der = pki.new_request(held.key_der, self.device.anchor.certificate_der, self._id)
-        if isinstance(held, ProvisionedKey):
-            self.progress("the key is a provisioned one: made its request")
-            certificate_der, note = None, None
-            failure = "the provisioned key's request was not accepted; nothing was changed"
-        else:
-            certificate_der = held.certificate_der
-            note = "the request named another client id or CA: posted a new one for the same key"
-            if certificate_der is not None:
-                note += " (the installed certificate stays until its replacement is signed)"
-            failure = "a new request for the same key was not accepted; nothing was changed"
-        content = compose(held.key_der, request_der, certificate_der)
-        state = _parsed(content)
-        self._post(state, failure)
-        self.keeper.keep(content)
-        return Result(Outcome.POSTED, state, _posted(note))
-
-    def _post(self, state: LocalState, failure: str | None = None) -> None:
+    def post(self, state: LocalState, failure: str | None = None) -> None:
         """POST the request; raise the error, with ``failure`` said, unless it was accepted."""
-        self.progress(f"POST {state.request_sha256[:16]}…")
+        self._progress(f"POST {state.request_sha256[:16]}…")
         try:
-            answer = self._server_now().post_request(state.request_sha256, state.request_pem)
+            answer = self._connected().post_request(state.request_sha256, state.request_pem)
         except CaramelError as error:
             raise _with_note(error, failure) from None
-        self.progress(f"server answered {answer.status} {answer.reason}")
+        self._progress(f"server answered {answer.status} {answer.reason}")
         action = decision.after_post(answer)
         if isinstance(action, decision.Fail):
             raise _with_note(ServerAnswerError(action.message), failure)
 
-    # --- the connection -----------------------------------------------------------------------
-
-    @property
-    def _id(self) -> str:
-        return self.device.client_id
-
-    def _server_now(self) -> Server:
-        if self._server is None:
-            self._server = self._connect_to()
-        return self._server
-
-    def _disconnect(self) -> None:
+    def close(self) -> None:
         if self._server is not None:
             self._server.close()
             self._server = None
+
+    def _connected(self) -> Server:
+        if self._server is None:
+            self._server = self._connect()
+        return self._server
+
+
+# --- what the decisions ask for: a certificate installed, a new key, a new request --------
+
+
+def _install(run: Pass, state: LocalState, action: decision.Install) -> LocalState:
+    """Check the issued certificate against the CA, the key and the id, then keep it."""
+    from caramel_embedded import pki
+
+    device = run.device
+    ca_certificates = [ca.certificate_der for ca in device.anchor.certificates]
+    pki.check_issued_certificate(
+        action.certificate_der, ca_certificates, state.key_der, device.client_id, run.now
+    )
+    facts = action.facts  # read once, by the decision
+    mtime = decision.last_modified_or_not_before(action.last_modified, facts.not_before)
+    content = compose(state.key_der, state.request_der, action.certificate_der)
+    run.keeper.keep(content, mtime=mtime)
+    run.progress(f"installed a certificate valid until {facts.not_after:%Y-%m-%d %H:%M:%S} UTC")
+    return _parsed(content, mtime)
+
+
+def _enroll(run: Pass, reason: str | None, outcome: Outcome, set_aside: bool) -> Result:
+    """A new key and its request, kept first, then posted: a posted key is never lost,
+    so this is the one case where a failed pass has changed what is held."""
+    from caramel_embedded import pki
+
+    device = run.device
+    run.progress(f"generating an RSA {device.key_bits}-bit key")
+    key_der = pki.new_private_key(device.key_bits)
+    request_der = pki.new_request(key_der, device.anchor.certificate_der, device.client_id)
+    content = compose(key_der, request_der)
+    run.keeper.keep(content, set_aside=set_aside)
+    state = _parsed(content)
+    note = None if reason is None else f"{reason}, made a new key"
+    failure = None if note is None else f"before that: {note}; its request is not posted yet"
+    run.server.post(state, failure)
+    return Result(outcome, state, _posted(note))
+
+
+def _request_anew(run: Pass, held: LocalState | ProvisionedKey) -> Result:
+    """A request for the held key, kept only once the server has accepted it.
+
+    Until then nothing changes: a wrong CA or an unreachable server costs the device
+    nothing, and an installed certificate stays, usable, until the new request's
+    replaces it. A pass killed between the post and the keep loses nothing: the same
+    key and subject give the same request bytes (an RSA PKCS#1 v1.5 signature is
+    deterministic), which the next pass posts as a duplicate.
+    """
+    from caramel_embedded import pki
+
+    device = run.device
+    request_der = pki.new_request(held.key_der, device.anchor.certificate_der, device.client_id)
+    if isinstance(held, ProvisionedKey):
+        run.progress("the key is a provisioned one: made its request")
+        certificate_der, note = None, None
+        failure = "the provisioned key's request was not accepted; nothing was changed"
+    else:
+        certificate_der = held.certificate_der
+        note = "the request named another client id or CA: posted a new one for the same key"
+        if certificate_der is not None:
+            note += " (the installed certificate stays until its replacement is signed)"
+        failure = "a new request for the same key was not accepted; nothing was changed"
+    content = compose(held.key_der, request_der, certificate_der)
+    state = _parsed(content)
+    run.server.post(state, failure)
+    run.keeper.keep(content)
+    return Result(Outcome.POSTED, state, _posted(note))
 
 
 def _posted(note: str | None) -> str | None:

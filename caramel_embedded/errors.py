@@ -1,4 +1,5 @@
-"""The exception family: one class per meaning, each mapped to one exit status by the CLI.
+"""The exception family: one class per meaning, each told to the caller by a face (the
+command turns it into its exit status, the library raises it).
 
 Every message is the whole story for a device log: what was wrong and, where it helps,
 what to do. The CLI prints ``caramel-embedded: <message>`` and nothing else.
@@ -9,8 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 
+class HelpShown(Exception):  # not a CaramelError: nothing failed
+    """``--help`` was asked for and written: the invocation is over, as asked."""
+
+
 class CaramelError(Exception):
-    """Base of every error the client reports; ends the invocation with 127.
+    """Base of every error the client reports; the invocation ends in an error.
 
     ``credentials``: set by the library when the failed call made a new key and kept it
     with its request before posting (the post may have reached the server): the caller
@@ -45,7 +50,8 @@ class UnusableKeyError(CaramelError):
 
 
 class LockHeldError(CaramelError):
-    """Another invocation holds the lock on the combined file; ends with 1, not 127."""
+    """Another invocation holds the lock on the combined file: the command says "locked",
+    not "error"."""
 
 
 class NetworkError(CaramelError):

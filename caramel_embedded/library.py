@@ -10,19 +10,18 @@ ever written to disk: the client certificate reaches ``ssl`` through a memory fi
 from __future__ import annotations
 
 import enum
-import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from caramel_embedded import client_id as client_ids
-from caramel_embedded import pem, server_address, trust
+from caramel_embedded import pem, server_address, trust, waiting
 from caramel_embedded.enrollment import Device, Pass, Server
 from caramel_embedded.errors import CaramelError, UsageError
+from caramel_embedded.limits import DEFAULT_KEY_BITS, KEY_SIZES, MAX_TIMEOUT, key_sizes_text
 from caramel_embedded.record import Record
 from caramel_embedded.state import CorruptFileError, LocalState, ProvisionedKey, parse
 
-KEY_SIZES = (2048, 4096)
 _MIN_POLL, _MAX_POLL = 0.5, 15.0  # seconds between two asks while waiting
 
 
@@ -114,7 +113,7 @@ def refresh(
     ca_pem: bytes,
     timeout: float = 30.0,
     wait: float = 0.0,
-    key_bits: int = 2048,
+    key_bits: int = DEFAULT_KEY_BITS,
 ) -> Result:
     """One pass of the protocol (``wait=0``), or passes until a certificate is held or
     ``wait`` seconds are over, polling with jitter while the request waits.
@@ -130,20 +129,29 @@ def refresh(
         wait=wait,
         key_bits=key_bits,
     )
-    give_up_at = time.monotonic() + wait
-    result = _one_pass(held, settings)
-    while result.status is Status.WAITING:
-        left = give_up_at - time.monotonic()
-        if left <= 0:
-            break
-        time.sleep(min(left, _poll_interval(wait)))
+    latest: list[Result] = []  # the last pass's result: what to keep if a later one fails
+
+    def one_pass() -> Result:
+        previous = latest[0].credentials if latest else held
         try:
-            result = _one_pass(result.credentials, settings)
+            result = _one_pass(previous, settings)
         except CaramelError as error:
-            if error.credentials is None:  # what an earlier pass made must not be lost
-                error.credentials = result.credentials
+            if latest and error.credentials is None:  # what an earlier pass made is kept
+                error.credentials = previous
             raise
-    return result
+        latest[:] = [result]
+        return result
+
+    ended = waiting.until_held(
+        one_pass,
+        still_waiting=lambda result: result.status is Status.WAITING,
+        interval=_poll_interval(wait),
+        limit=wait,
+        clock=time.monotonic,  # the library's own: no signal, no interval timer
+        sleep=time.sleep,
+        note=_quiet,
+    )
+    return latest[0] if ended is None else ended  # None: still waiting when ``wait`` ran out
 
 
 class _Settings(Record):
@@ -159,12 +167,14 @@ def _check(
     address = server_address.parse(server)
     client_ids.validate(client_id)
     anchor = trust.parse(bytes(ca_pem), "ca_pem")
-    if not 0 < timeout <= 3600:
-        raise UsageError(f"timeout {timeout!r}: expected seconds, more than 0, at most 3600")
+    if not 0 < timeout <= MAX_TIMEOUT:
+        raise UsageError(
+            f"timeout {timeout!r}: expected seconds, more than 0, at most {MAX_TIMEOUT:g}"
+        )
     if not wait >= 0:  # NaN too
         raise UsageError(f"wait {wait!r}: expected seconds, 0 or more")
     if key_bits not in KEY_SIZES:
-        raise UsageError(f"key_bits {key_bits!r}: expected 2048 or 4096")
+        raise UsageError(f"key_bits {key_bits!r}: expected {key_sizes_text()}")
     return _Settings(address, Device(client_id, anchor, key_bits), timeout)
 
 
@@ -218,9 +228,8 @@ class _MemoryKeeper:
 
 
 def _poll_interval(wait: float) -> float:
-    """A fifth of the wait, between half a second and 15 s, with up to a fifth of jitter."""
-    base = min(_MAX_POLL, max(_MIN_POLL, wait / 5))
-    return base * (1 + random.uniform(-0.2, 0.2))  # noqa: S311  # spread, not secrecy
+    """A fifth of the wait, between half a second and 15 s (``waiting`` adds the jitter)."""
+    return min(_MAX_POLL, max(_MIN_POLL, wait / 5))
 
 
 def _quiet(_message: str) -> None:

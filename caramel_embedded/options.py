@@ -1,6 +1,6 @@
 """The command line and its environment variables, turned into one frozen ``Settings``.
 
-Every problem is a ``UsageError`` (exit 127, one line). The words are read by
+Every problem is a ``UsageError`` (an error, one line). The words are read by
 ``command_line`` from the table here (``OPTIONS``), which also makes the help. An
 environment variable set to the empty string counts as unset (environment files keep
 empty placeholders), with one exception: an empty CLIENT_ID is an error, because falling
@@ -15,20 +15,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from caramel_embedded import __version__, client_id, command_line
+from caramel_embedded import client_id, command_line, exits
 from caramel_embedded.combined_file import Ownership
-from caramel_embedded.errors import ClientIdError, UsageError
+from caramel_embedded.errors import ClientIdError, HelpShown, UsageError
+from caramel_embedded.limits import DEFAULT_KEY_BITS, KEY_SIZES, MAX_TIMEOUT, key_sizes_text
 from caramel_embedded.record import Record
 from caramel_embedded.server_address import ServerAddress
 from caramel_embedded.server_address import parse as parse_server
+from caramel_embedded.version import __version__
 
 if TYPE_CHECKING:
     from caramel_embedded.proxy import Proxy
 
 DEFAULT_FILE = Path("/var/lib/caramel/client.pem")
 DEFAULT_TIMEOUT = 30.0
-MAX_TIMEOUT = 3600.0
-KEY_SIZES = (2048, 4096)
 DEFAULT_WAIT_INTERVAL = 15.0
 
 
@@ -59,8 +59,9 @@ class Settings(Record):
 USAGE = "caramel-embedded [OPTIONS] SERVER [CLIENT_ID]"
 DESCRIPTION = (
     "Make sure this device holds a private key and a certificate signed by a Caramel CA. "
-    "One invocation, never blocking: exit 0 installed or unchanged, 1 locked by another "
-    "invocation, 69 waiting for a signature, 127 any other error."
+    f"One invocation, never blocking: exit {exits.HELD} installed or unchanged, "
+    f"{exits.LOCKED} locked by another invocation, {exits.WAITING} waiting for a signature, "
+    f"{exits.ERROR} any other error."
 )
 EPILOG = (
     "Environment: CARAMEL_SERVER, CARAMEL_CLIENT_ID, CARAMEL_CLIENT_ID_FROM, CARAMEL_FILE, "
@@ -83,15 +84,24 @@ OPTIONS: tuple[command_line.Option, ...] = (
     (("--ca-cert",), "PATH", "CA certificate, PEM (default: the embedded CA)"),
     (("--owner",), "USER[:GROUP]", "owner of the combined file (default: unchanged)"),
     (("--mode",), "OCTAL", "permissions of the combined file (default 0600)"),
-    (("--key-bits",), "{2048,4096}", "RSA key size for a new key (default 2048)"),
+    (
+        ("--key-bits",),
+        "{" + ",".join(map(str, KEY_SIZES)) + "}",
+        f"RSA key size for a new key (default {DEFAULT_KEY_BITS})",
+    ),
     (("--timeout",), "SECONDS", "bound on all network work (default 30)"),
     (
         ("--wait",),
         None,
-        "for servers: ask again while the request waits (69) or the file is locked (1), "
-        "exit 0 once a certificate is held, 127 on any error",
+        f"for servers: ask again while the request waits ({exits.WAITING}) or the file is "
+        f"locked ({exits.LOCKED}), exit {exits.HELD} once a certificate is held, "
+        f"{exits.ERROR} on any error",
     ),
-    (("--wait-limit",), "SECONDS", "end --wait with 69 after this long (default: never)"),
+    (
+        ("--wait-limit",),
+        "SECONDS",
+        f"end --wait with {exits.WAITING} after this long (default: never)",
+    ),
     (
         ("--wait-interval",),
         "SECONDS",
@@ -104,12 +114,12 @@ OPTIONS: tuple[command_line.Option, ...] = (
         "(default: https_proxy; empty: none)",
     ),
     (("--status",), None, "print one line of key=value words on stdout at the end (for sh)"),
-    (("--print-client-id",), None, "print the resolved client id, exit 0"),
-    (("--print-ca",), None, "print the CA certificate(s) in use, exit 0"),
+    (("--print-client-id",), None, f"print the resolved client id, exit {exits.HELD}"),
+    (("--print-ca",), None, f"print the CA certificate(s) in use, exit {exits.HELD}"),
     (("-v", "--verbose"), None, "progress on stderr"),
     (("--syslog",), None, "also log to syslog"),
-    (("--version",), None, "print the version and the embedded CA, exit 0"),
-    (("-h", "--help"), None, "show this help, exit 0"),
+    (("--version",), None, f"print the version and the embedded CA, exit {exits.HELD}"),
+    (("-h", "--help"), None, f"show this help, exit {exits.HELD}"),
 )
 
 
@@ -120,7 +130,7 @@ def help_text() -> str:
 def parse(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> Settings:
     """Settings from the command line, falling back to the environment, then defaults.
 
-    ``--help`` writes the help on stdout and raises ``SystemExit(0)``, as argparse did.
+    ``--help`` writes the help on stdout and raises ``HelpShown``: the run is over.
     """
     try:
         words = command_line.read(argv, OPTIONS, len(POSITIONALS))
@@ -128,7 +138,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> Setti
         raise UsageError(f"{error} (see --help)") from None
     if command_line.HELP in words.flags:
         sys.stdout.write(help_text())
-        raise SystemExit(0)
+        raise HelpShown
     given = words.values.get
     flags = words.flags
 
@@ -138,16 +148,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> Setti
             return value
         return environ.get(variable) or None
 
-    server_text, explicit_id = [*words.positionals, None, None][:2]
-    if server_text is None:
-        server_text = environ.get("CARAMEL_SERVER") or None
-    if explicit_id is None:
-        explicit_id = environ.get("CARAMEL_CLIENT_ID")
-    if explicit_id is not None and explicit_id == "":
-        raise UsageError("CLIENT_ID is empty; give an id or leave it out entirely")
-    printing = bool(flags & {"print_client_id", "version", "print_ca"})
-    if server_text is None and not printing:
-        raise UsageError("SERVER is required (argument or CARAMEL_SERVER; see --help)")
+    server_text, explicit_id = _positionals(words.positionals, environ, flags)
     try:
         source = client_id.check_source(
             setting("client_id_from", "CARAMEL_CLIENT_ID_FROM") or "auto"
@@ -183,6 +184,24 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> Setti
         print_ca="print_ca" in flags,
         proxy=_proxy(given("proxy"), environ, server),
     )
+
+
+def _positionals(
+    positionals: Sequence[str], environ: Mapping[str, str], flags: set[str]
+) -> tuple[str | None, str | None]:
+    """SERVER and CLIENT_ID, from the arguments, else the environment; SERVER is required
+    unless the run only prints."""
+    server_text, explicit_id = [*positionals, None, None][:2]
+    if server_text is None:
+        server_text = environ.get("CARAMEL_SERVER") or None
+    if explicit_id is None:
+        explicit_id = environ.get("CARAMEL_CLIENT_ID")
+    if explicit_id is not None and explicit_id == "":
+        raise UsageError("CLIENT_ID is empty; give an id or leave it out entirely")
+    printing = bool(flags & {"print_client_id", "version", "print_ca"})
+    if server_text is None and not printing:
+        raise UsageError("SERVER is required (argument or CARAMEL_SERVER; see --help)")
+    return server_text, explicit_id
 
 
 _PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY")
@@ -266,9 +285,9 @@ def _lookup(name: str, kind: str) -> int:
 
 def _key_bits(text: str | None) -> int:
     if text is None:
-        return 2048
+        return DEFAULT_KEY_BITS
     if not text.isdigit() or int(text) not in KEY_SIZES:
-        raise UsageError(f"--key-bits {text!r}: expected 2048 or 4096")
+        raise UsageError(f"--key-bits {text!r}: expected {key_sizes_text()}")
     return int(text)
 
 
@@ -280,7 +299,9 @@ def _timeout(text: str | None) -> float:
     except ValueError:
         seconds = -1.0
     if not 0 < seconds <= MAX_TIMEOUT:
-        raise UsageError(f"--timeout {text!r}: expected seconds, more than 0, at most 3600")
+        raise UsageError(
+            f"--timeout {text!r}: expected seconds, more than 0, at most {MAX_TIMEOUT:g}"
+        )
     return seconds
 
 

@@ -1,7 +1,7 @@
 """The standard streams, made safe to lose: a closed, full or broken stdout or stderr.
 
-Python exits 120 when its own flush of stdout or stderr fails at exit, which would put a
-status outside 0, 1, 69 and 127. So every write to stdout is flushed where it is made (its
+Python ends with a status of its own when its own flush of stdout or stderr fails at
+exit, one outside the command's four. So every write to stdout is flushed where it is made (its
 failure raised as ``OutputError``, for the command to answer), the streams are flushed
 once more before the end (``settle``), and a stream that failed is pointed at /dev/null
 so that the interpreter's last flush finds nothing to fail on. Which status follows is

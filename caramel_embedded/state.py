@@ -44,6 +44,16 @@ class LocalState(Record):
         return self.certificate is not None and self.certificate.subject == self.request_subject
 
     @property
+    def client_pem(self) -> bytes | None:
+        """The key and the installed certificate, as TLS loads a client certificate; None
+        until one is installed."""
+        if self.certificate_der is None:
+            return None
+        return pem.encode(pem.PRIVATE_KEY, self.key_der) + pem.encode(
+            pem.CERTIFICATE, self.certificate_der
+        )
+
+    @property
     def request_pem(self) -> bytes:
         return pem.encode(pem.CERTIFICATE_REQUEST, self.request_der)
 

@@ -24,17 +24,17 @@ import urllib3
 from urllib3 import exceptions as urllib3_errors
 from urllib3.connection import HTTPSConnection
 
-from caramel_embedded import __version__, reach
+from caramel_embedded import reach
 from caramel_embedded.deadline import Deadline, DeadlineExpired
-from caramel_embedded.decision import RequestPlan, ServerAnswer
 from caramel_embedded.errors import (
     NetworkError,
     TLSError,
     UnusableKeyError,
 )
 from caramel_embedded.server_address import ServerAddress
-from caramel_embedded.state import LocalState, compose
 from caramel_embedded.trust import TrustAnchor
+from caramel_embedded.version import __version__
+from caramel_embedded.wire import RequestPlan, ServerAnswer
 
 if TYPE_CHECKING:
     from urllib3 import BaseHTTPResponse
@@ -54,23 +54,25 @@ def user_agent(client_id: str) -> str:
 
 
 def tls_context(
-    anchor: TrustAnchor, client: LocalState | None, held_in: Path | None = None
+    anchor: TrustAnchor, client_pem: bytes | None, held_in: Path | None = None
 ) -> ssl.SSLContext:
-    """Verify against the CA(s) only; optionally present the held key and certificate.
+    """Verify against the CA(s) only; optionally present a key and certificate.
 
-    ``ssl`` loads a client certificate only from a file: it is handed one that lives in
-    memory (``memfd_create``, opened through /proc), so nothing is written anywhere and the
-    combined file is not read a second time. Where /proc is not mounted (a chroot, early
-    boot), ``held_in`` names a file that already holds them (the command's locked combined
-    file); the library has none, and says so. A key and certificate that do not load
-    together are the held state's fault, not the network's: ``UnusableKeyError``.
+    ``client_pem`` is the key and the certificate as PEM, composed by the caller (this
+    module knows nothing of the held state). ``ssl`` loads a client certificate only from
+    a file: it is handed one that lives in memory (``memfd_create``, opened through /proc),
+    so nothing is written anywhere and the combined file is not read a second time. Where
+    /proc is not mounted (a chroot, early boot), ``held_in`` names a file that already
+    holds them (the command's locked combined file); the library has none, and says so. A
+    key and certificate that do not load together are the held state's fault, not the
+    network's: ``UnusableKeyError``.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_verify_locations(cadata=anchor.pem.decode("ascii"))
-    if client is not None and client.certificate_der is not None:
+    if client_pem is not None:
         try:
-            _load_client_certificate(context, client, held_in)
+            _load_client_certificate(context, client_pem, held_in)
         except ssl.SSLError as error:
             raise UnusableKeyError(
                 f"the key and certificate do not load together ({error.reason or error})"
@@ -79,12 +81,11 @@ def tls_context(
 
 
 def _load_client_certificate(
-    context: ssl.SSLContext, client: LocalState, held_in: Path | None
+    context: ssl.SSLContext, client_pem: bytes, held_in: Path | None
 ) -> None:
-    assert client.certificate_der is not None
     descriptor = os.memfd_create("caramel-client-certificate", os.MFD_CLOEXEC)
     try:
-        os.write(descriptor, compose(client.key_der, client.request_der, client.certificate_der))
+        os.write(descriptor, client_pem)
         context.load_cert_chain(f"/proc/self/fd/{descriptor}")
     except FileNotFoundError:
         if held_in is None:
@@ -111,25 +112,22 @@ class CaramelServer:
         held_in: Path | None = None,
     ) -> None:
         self.address = address
-        self._proxy = proxy
-        self._held_in = held_in  # where the held key and certificate are, without /proc
-        self._anchor = anchor
-        self._deadline = deadline
+        self._dialer = _Dialer(address, anchor, deadline, progress, proxy=proxy, held_in=held_in)
         self._progress = progress
         self._headers = {"User-Agent": user_agent(client_id)}
         self._pool: urllib3.HTTPSConnectionPool | None = None
-        self._addresses: list[reach.Address] | None = None
 
-    def get_certificate(self, plan: RequestPlan, state: LocalState) -> ServerAnswer:
-        """``GET /<sha256>``, with our certificate while valid, else (or if refused) without."""
+    def get_certificate(self, plan: RequestPlan, client_pem: bytes | None) -> ServerAnswer:
+        """``GET /<sha256>``, showing ``client_pem`` as ``plan`` says, else (or if refused)
+        without."""
         headers = dict(self._headers)
         if plan.if_modified_since is not None:
             headers["If-Modified-Since"] = plan.if_modified_since
         path = self.address.path(plan.request_sha256)
         if plan.present_client_certificate:
-            self._pool = self._new_pool(state)
+            self._pool = self._dialer.pool(client_pem)
             try:
-                answer = self._request("GET", path, headers, refusal_possible=True)
+                answer = _exchange(self._dialer, self._pool, "GET", path, headers, refusable=True)
             except _HandshakeRefused as refusal:
                 self._progress(
                     f"server refused our client certificate ({refusal}); again without it"
@@ -139,42 +137,66 @@ class CaramelServer:
                     return answer
                 self._progress("server answered 400 to our client certificate; again without it")
             self._pool.close()
-        self._pool = self._new_pool(None)
-        return self._request("GET", path, headers)
+        self._pool = self._dialer.pool(None)
+        return _exchange(self._dialer, self._pool, "GET", path, headers)
 
     def post_request(self, request_sha256: str, request_pem: bytes) -> ServerAnswer:
         """``POST /<sha256>`` with the request's exact PEM bytes."""
         if self._pool is None:
-            self._pool = self._new_pool(None)
+            self._pool = self._dialer.pool(None)
         headers = {**self._headers, "Content-Type": "application/pkcs10"}
-        return self._request("POST", self.address.path(request_sha256), headers, request_pem)
+        path = self.address.path(request_sha256)
+        return _exchange(self._dialer, self._pool, "POST", path, headers, body=request_pem)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
 
-    def _new_pool(self, client: LocalState | None) -> urllib3.HTTPSConnectionPool:
+
+class _Dialer:
+    """The pools to the server, all within one deadline: the name looked up once, each
+    pool's TLS context made for it."""
+
+    def __init__(
+        self,
+        address: ServerAddress,
+        anchor: TrustAnchor,
+        deadline: Deadline,
+        progress: Callable[[str], None],
+        *,
+        proxy: Proxy | None,
+        held_in: Path | None,  # where the held key and certificate are, without /proc
+    ) -> None:
+        self.address = address
+        self._anchor = anchor
+        self.deadline = deadline
+        self._progress = progress
+        self.proxy = proxy
+        self._held_in = held_in
+        self._addresses: list[reach.Address] | None = None
+
+    def pool(self, client_pem: bytes | None) -> urllib3.HTTPSConnectionPool:
         return _Pool(
             self.address.host,
             self.address.port,
-            ssl_context=tls_context(self._anchor, client, self._held_in),
+            ssl_context=tls_context(self._anchor, client_pem, self._held_in),
             maxsize=1,
             retries=False,
             addresses=self._looked_up(),
-            deadline=self._deadline,
-            tunnel_proxy=self._proxy,
+            deadline=self.deadline,
+            tunnel_proxy=self.proxy,
         )
 
     def _looked_up(self) -> list[reach.Address]:
         """The addresses to connect to, the server's or its proxy's: looked up once, and
         charged to the deadline."""
         if self._addresses is None:
-            via = self._proxy if self._proxy is not None else self.address
-            host, port, seconds = via.host, via.port, self._deadline.seconds
-            if self._proxy is not None:
-                self._progress(f"through the proxy {self._proxy}")
+            via = self.proxy if self.proxy is not None else self.address
+            host, port, seconds = via.host, via.port, self.deadline.seconds
+            if self.proxy is not None:
+                self._progress(f"through the proxy {self.proxy}")
             try:
-                with self._deadline.enforced() as left:
+                with self.deadline.enforced() as left:
                     self._addresses = reach.resolve(host, port, left)
             except (reach.LookupTimeout, DeadlineExpired):
                 raise DeadlineExpired(
@@ -184,42 +206,59 @@ class CaramelServer:
                 raise NetworkError(f"cannot resolve {host}: {_reason(error)}") from None
         return self._addresses
 
-    def _request(
-        self,
-        method: str,
-        path: str,
-        headers: dict[str, str],
-        body: bytes | None = None,
-        refusal_possible: bool = False,
-    ) -> ServerAnswer:
-        assert self._pool is not None
-        try:
-            with self._deadline.enforced() as left:
-                response = self._pool.urlopen(
-                    method,
-                    path,
-                    body=body,
-                    headers=headers,
-                    redirect=False,
-                    retries=False,
-                    preload_content=False,
-                    assert_same_host=False,
-                    timeout=urllib3.Timeout(connect=left, read=left),
-                )
-                return _read_answer(response)
-        except (urllib3_errors.SSLError, urllib3_errors.ProtocolError) as error:
-            if refusal_possible:
-                raise _HandshakeRefused(_reason(error)) from None
-            raise _network_error(f"{self.address}: {_reason(error)}", error) from None
-        except urllib3_errors.NewConnectionError as error:  # before TimeoutError: a subclass
-            via = f" through the proxy {self._proxy}" if self._proxy is not None else ""
-            raise NetworkError(
-                f"cannot connect to {self.address}{via}: {_reason(error)}"
-            ) from None
-        except urllib3_errors.TimeoutError:
-            raise self._deadline.expired() from None
-        except (urllib3_errors.HTTPError, OSError) as error:
-            raise _network_error(f"{self.address}: {_reason(error)}", error) from None
+
+def _exchange(
+    dialer: _Dialer,
+    pool: urllib3.HTTPSConnectionPool,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    *,
+    body: bytes | None = None,
+    refusable: bool = False,
+) -> ServerAnswer:
+    """One request and its answer within the deadline, urllib3's errors told in ours;
+    ``refusable``: a failed handshake is ``_HandshakeRefused`` (our client certificate may
+    be the cause)."""
+    address, proxy, deadline = dialer.address, dialer.proxy, dialer.deadline
+    try:
+        with deadline.enforced() as left:
+            response = _send(pool, method, path, headers=headers, body=body, left=left)
+            return _read_answer(response)
+    except (urllib3_errors.SSLError, urllib3_errors.ProtocolError) as error:
+        if refusable:
+            raise _HandshakeRefused(_reason(error)) from None
+        raise _network_error(f"{address}: {_reason(error)}", error) from None
+    except urllib3_errors.NewConnectionError as error:  # before TimeoutError: a subclass
+        via = f" through the proxy {proxy}" if proxy is not None else ""
+        raise NetworkError(f"cannot connect to {address}{via}: {_reason(error)}") from None
+    except urllib3_errors.TimeoutError:
+        raise deadline.expired() from None
+    except (urllib3_errors.HTTPError, OSError) as error:
+        raise _network_error(f"{address}: {_reason(error)}", error) from None
+
+
+def _send(
+    pool: urllib3.HTTPSConnectionPool,
+    method: str,
+    path: str,
+    *,
+    headers: dict[str, str],
+    body: bytes | None,
+    left: float,
+) -> BaseHTTPResponse:
+    """urllib3 told to do nothing on its own: no redirect, no retry, no preloaded body."""
+    return pool.urlopen(
+        method,
+        path,
+        body=body,
+        headers=headers,
+        redirect=False,
+        retries=False,
+        preload_content=False,
+        assert_same_host=False,
+        timeout=urllib3.Timeout(connect=left, read=left),
+    )
 
 
 class _AddressedConnection(HTTPSConnection):

@@ -83,7 +83,8 @@ def format_name(name: der.Name) -> str:
 
 
 def load(path: Path | None) -> TrustAnchor:
-    """The CA given by path, else the embedded one; 127 with a clear line otherwise."""
+    """The CA given by path, else the embedded one; a ``CACertificateError`` with a clear line
+    otherwise."""
     if path is None:
         if not EMBEDDED_CA.exists():
             raise CACertificateError(

@@ -1,10 +1,14 @@
-"""The wait mode (``--wait``): one-shot passes, repeated until a certificate is held.
+"""Waiting for a signature: one-shot passes, repeated until a certificate is held.
 
-For servers with administrators: a systemd service makes the key and request, then keeps
-asking until the CA has signed, and only then succeeds, so the services ordered after it
-start with a certificate. Each pass is the command's own one-shot (its lock, its
-``--timeout``); between passes the lock is not held and the process only sleeps. An error
-ends the wait at once with a line that says what to do; a signal ends it at once.
+One loop (``until_held``) serves the command's ``--wait`` and the library's ``wait=``;
+each hands in its own pass, clock and sleep. For the command, on servers with
+administrators: a systemd service makes the key and request, then keeps asking until the
+CA has signed, and only then succeeds, so the services ordered after it start with a
+certificate. Each pass is the command's own one-shot (its lock, its ``--timeout``);
+between passes the lock is not held and the process only sleeps. An error ends the wait
+at once with a line that says what to do (``for_administrator``); a signal ends it at
+once. The library's clock and sleep are plain ``time``: no signal, no interval timer, no
+file, so it stays safe in threads.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ def until_held(
     jitter: Callable[[], float] = lambda: random.uniform(-_JITTER, _JITTER),  # noqa: S311
 ) -> Ending | None:
     """Run passes while ``still_waiting`` says so of their ending (the request waits, the
-    file is locked); the last pass's ending, or None once ``limit`` seconds are over. What
-    the endings mean in exit numbers is the command's business (``cli``)."""
+    file is locked), ``interval`` seconds apart give or take a fifth; the last pass's
+    ending, or None once ``limit`` seconds are over. What the endings mean to the caller
+    is the face's business (``cli``, ``library``)."""
     give_up_at = None if limit is None else clock() + limit
     tries = 1
     ending = one_pass()

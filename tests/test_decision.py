@@ -20,12 +20,11 @@ from caramel_embedded.decision import (
     Outcome,
     Post,
     RequestAnew,
-    RequestPlan,
-    ServerAnswer,
     StartOver,
     Wait,
 )
 from caramel_embedded.state import LocalState, ProvisionedKey, compose, parse
+from caramel_embedded.wire import RequestPlan, ServerAnswer
 from testbed.ca_factory import make_authority, new_key
 from tests.conftest import CLIENT_ID
 

@@ -149,7 +149,7 @@ BUILDROOT_PACKAGE_VARIABLES = frozenset(
 
 
 def version() -> str:
-    text = (REPO / "caramel_embedded" / "__init__.py").read_text()
+    text = (REPO / "caramel_embedded" / "version.py").read_text()
     found = re.search(r'^__version__ = "([^"]+)"', text, re.M)
     assert found is not None
     return found.group(1)

@@ -27,7 +27,7 @@ def copy_of_the_checked_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     root = tmp_path / "repo"
     shutil.copytree(FIRMWARE, root / "firmware-integration")
     (root / "caramel_embedded").mkdir()
-    shutil.copy(REPO / "caramel_embedded" / "__init__.py", root / "caramel_embedded")
+    shutil.copy(REPO / "caramel_embedded" / "version.py", root / "caramel_embedded")
     shutil.copy(REPO / "pyproject.toml", root)
     shutil.copy(REPO / "LICENSE", root)
     firmware = root / "firmware-integration"
