@@ -132,7 +132,7 @@ bench-deps:
 	PATH="$$PATH:/usr/sbin" command -v mksquashfs >/dev/null 2>&1 || missing="$$missing squashfs-tools"; \
 	$(INSTALL_MISSING)
 
-# Figures, not a test: the table and PASS/FAIL per goal (README, "Frozen binary"), and
+# Figures, not a test: the table and PASS/FAIL per goal (docs/performance.md), and
 # beside them the floors (bench/floor.py: a frozen Python doing the request with ssl alone,
 # and with urllib3 imported), frozen by the test binary's build venv, again only when changed.
 BENCH_FLOOR := .cache/bench-floor

@@ -273,7 +273,7 @@ def test_the_deadline_holds_against_a_trickling_server_in_a_thread(
     assert took < 2.0 + 1.0 + 3.0  # the key's making is not network time: allow for it
 
 
-# --- the README's example runs ----------------------------------------------------------
+# --- docs/library.md's example runs ------------------------------------------------------
 
 
 class Keychain(dict[str, object]):

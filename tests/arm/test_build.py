@@ -1,5 +1,5 @@
 """The ARM builds themselves: the right machine, nothing needed but glibc, the floor the
-README states, and the same bytes from two builds of one commit.
+docs/firmware-integration.md states, and the same bytes from two builds of one commit.
 
 The facts are read from the bytes by build/elf_report.py (the launcher and every library
 packed inside the one-file binary; every ELF file of the bundle).

@@ -310,7 +310,7 @@ def test_buildroot_keeps_what_install_needs_in_its_copy_of_the_tree() -> None:
 
 
 def test_glibc_floors_agree() -> None:
-    """The floors in the recipe, the Buildroot help and the README are the same."""
+    """The floors in the recipe, the Buildroot help and the firmware docs are the same."""
     recipe = recipe_check.recipe_path().read_text()
     for arch, floor in GLIBC_FLOORS.items():
         assert f"'{arch}': '{floor}'" in recipe

@@ -5,7 +5,7 @@ as a child process, forwards signals to it, removes the directory and exits with
 child's status. These tests pin what that adds or could change: each of 0, 1, 69 and 127
 comes through unchanged; TERM sent to the launcher (what init systems and watchdogs do)
 ends the invocation with 127 and leaves no directory behind; a tmpfs works as ``$TMPDIR``;
-and the launcher's own failure, when it cannot unpack, is 255 (SPEC, README).
+and the launcher's own failure, when it cannot unpack, is 255 (SPEC; docs/firmware-integration.md).
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def test_launcher_exits_255_when_it_cannot_unpack(
     assert result.returncode == 255
     assert "[PYI-" in result.stderr
     assert not client.file.exists()
-    # The launcher leaves its partial directory behind (README: an interrupted start).
+    # The launcher leaves its partial directory behind (docs/firmware-integration.md).
     assert left == ["_MEI"]
 
 
