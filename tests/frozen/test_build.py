@@ -1,7 +1,8 @@
 """The build itself: reproducible bytes, nothing needed from the target but glibc.
 
 The glibc floor is measured from the binary by build/elf_report.py, and
-docs/firmware-integration.md must state the measured value for this architecture: the document cannot drift from the bytes.
+docs/firmware-integration.md must state the measured value for this architecture: the
+document cannot drift from the bytes.
 """
 
 from __future__ import annotations
