@@ -7,6 +7,7 @@
 #   make binary [ARCH=x86_64|aarch64|armhf] [CA_CERT=ca.pem]   dist/ARCH/caramel-embedded
 #   make bundle [ARCH=...] [CA_CERT=...]     the one-dir form: dist/ARCH/caramel-embedded-dir/
 #   make bench  start-up, memory and disk figures of package, binary and bundle vs curl
+#   make man    caramel-embedded(1) from the option table, into firmware-integration/
 #   make fleet  1,000 devices against one real Caramel behind nginx: bytes, CPU, capacity
 
 PYTHON ?= python3
@@ -14,14 +15,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # What the demo needs: nginx fronts Caramel; openssl and curl check the certificate the
-# client installs, as a user would. The suites need strace besides (and, through
-# firmware-deps, the firmware checks' tools).
+# client installs, as a user would. The suites need strace besides, and groff to show the
+# man page as `man` does (and, through firmware-deps, the firmware checks' tools).
 DEMO_PACKAGES   := nginx openssl curl
-SYSTEM_PACKAGES := $(DEMO_PACKAGES) strace
+SYSTEM_PACKAGES := $(DEMO_PACKAGES) strace groff:groff-base
 
 .PHONY: all venv system-deps test test-package test-binary test-bundle test-unit test-e2e \
 	lint format demo demo-deps demo-server demo-sign demo-stop clean binary bundle bench \
-	build-deps bench-deps trim-report
+	build-deps bench-deps trim-report man
 
 # --- freezing (build/freeze.sh holds the steps, build/caramel-embedded.spec the choices) ---
 HOST_ARCH := $(shell build/freeze.sh --host-arch)
@@ -54,9 +55,9 @@ INSTALL_MISSING = if [ -n "$$missing" ]; then \
 	fi
 
 # $(call INSTALL_COMMANDS,LIST): install the Debian packages of the commands of LIST that
-# are missing (each package is named as its command).
+# are missing (COMMAND:PACKAGE, or COMMAND alone where the package has its name).
 INSTALL_COMMANDS = missing=""; \
-	for p in $(1); do PATH="$$PATH:/usr/sbin:/sbin" command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for p in $(1); do PATH="$$PATH:/usr/sbin:/sbin" command -v $${p%%:*} >/dev/null 2>&1 || missing="$$missing $${p#*:}"; done; \
 	$(INSTALL_MISSING)
 
 demo-deps:
@@ -174,6 +175,11 @@ demo-stop: venv
 	@$(BIN)/python -m tests.e2e.demo_server stop
 
 # A demo server still running is stopped first: its state goes with .cache.
+# The man page is kept in the tree (make install needs no Python): write it again after
+# changing an option; tests/test_manpage.py fails until the tree holds what this writes.
+man: venv
+	$(BIN)/python build/manpage.py firmware-integration/caramel-embedded.1
+
 clean:
 	@if [ -f .cache/demo-server/state.json ] && [ -x $(BIN)/python ]; then \
 		$(BIN)/python -m tests.e2e.demo_server stop; fi

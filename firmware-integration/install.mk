@@ -24,6 +24,7 @@
 #                 /usr/share/caramel-embedded/caramel-ensure.sh               0644
 #                 /usr/share/caramel-embedded/wait-for-certificate.conf       0644
 #                 /usr/share/caramel-embedded/needs-certificate.conf          0644
+#                 /usr/share/man/man1/caramel-embedded.1 (MANDIR)             0644
 #   CA_CERT=f     /etc/caramel/ca.pem (and CARAMEL_CA_CERT set to it)         0644
 # Paths written inside the installed files (the binary, the defaults file, the init
 # script) follow BINDIR, SYSCONFDIR, DATADIR and INITDIR.
@@ -38,6 +39,7 @@ CA_CERT ?=
 BINDIR ?= $(PREFIX)/bin
 LIBDIR ?= $(PREFIX)/lib
 DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 SYSTEMD_UNITDIR ?= $(PREFIX)/lib/systemd/system
 INITDIR ?= $(SYSCONFDIR)/init.d
@@ -125,6 +127,7 @@ install-files: install-check
 		"$(DESTDIR)$(FIRMWARE_SHARE)/wait-for-certificate.conf" \
 		"$(DESTDIR)$(FIRMWARE_SHARE)/needs-certificate.conf" \
 		"$(DESTDIR)$(SYSCONFDIR)/default/caramel-embedded"
+	install -D -m 0644 $(FIRMWARE_DIR)/caramel-embedded.1 "$(DESTDIR)$(MANDIR)/man1/caramel-embedded.1"
 ifneq ($(CA_CERT),)
 	install -D -m 0644 "$(CA_CERT)" "$(DESTDIR)$(SYSCONFDIR)/caramel/ca.pem"
 endif
@@ -137,11 +140,7 @@ FIRMWARE_PACKAGES := shellcheck:shellcheck busybox:busybox systemd-analyze:syste
 	strace:strace setpriv:util-linux strip:binutils dash:dash
 
 firmware-deps:
-	@missing=""; \
-	for pair in $(FIRMWARE_PACKAGES); do \
-		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
-	done; \
-	$(INSTALL_MISSING)
+	@$(call INSTALL_COMMANDS,$(FIRMWARE_PACKAGES))
 
 # The checks run the host's one-file binary and the one-dir bundle beside it: the test
 # builds of the top Makefile when it has them (TEST_BINARY and TEST_BUNDLE, frozen once and

@@ -13,7 +13,7 @@ import pytest
 
 from tests import fake_signer
 from tests.firmware import units
-from tests.firmware.conftest import configure, make_install, require_tool
+from tests.firmware.conftest import FIRMWARE, configure, make_install, require_tool
 from tests.firmware.test_shell import shellcheck
 
 ONEFILE_TREE = {
@@ -42,6 +42,9 @@ ONEFILE_TREE = {
     "usr/share/caramel-embedded/crontab": 0o644,
     "usr/share/caramel-embedded/wait-for-certificate.conf": 0o644,
     "usr/share/caramel-embedded/needs-certificate.conf": 0o644,
+    "usr/share/man": 0o755,
+    "usr/share/man/man1": 0o755,
+    "usr/share/man/man1/caramel-embedded.1": 0o644,
 }
 
 
@@ -85,6 +88,8 @@ def test_onefile_tree(frozen_binary: Path, ca_file: Path, tmp_path: Path) -> Non
         assert path.lstat().st_uid == os.getuid()
     assert (destdir / "usr/bin/caramel-embedded").read_bytes() == frozen_binary.read_bytes()
     assert (destdir / "etc/caramel/ca.pem").read_bytes() == ca_file.read_bytes()
+    man_page = destdir / "usr/share/man/man1/caramel-embedded.1"
+    assert man_page.read_bytes() == (FIRMWARE / "caramel-embedded.1").read_bytes()
     defaults = (destdir / "etc/default/caramel-embedded").read_text()
     assert "\nCARAMEL_CA_CERT=/etc/caramel/ca.pem\n" in defaults
     runs(destdir / "usr/bin/caramel-embedded")
@@ -156,6 +161,7 @@ def test_paths_follow_the_install_variables(frozen_binary: Path, tmp_path: Path)
     ).read_text()
     assert ". /opt/caramel/share/caramel-embedded/caramel-ensure.sh" in drop_in
     assert ". /etc/opt/caramel/default/caramel-embedded" in drop_in
+    assert (destdir / "opt/caramel/share/man/man1/caramel-embedded.1").is_file()
     runs(destdir / "opt/caramel/bin/caramel-embedded")
 
 
