@@ -57,7 +57,7 @@ INSTALL_MISSING = if [ -n "$$missing" ]; then \
 # $(call INSTALL_COMMANDS,LIST): install the Debian packages of the commands of LIST that
 # are missing (COMMAND:PACKAGE, or COMMAND alone where the package has its name).
 INSTALL_COMMANDS = missing=""; \
-	for p in $(1); do PATH="$$PATH:/usr/sbin:/sbin" command -v $${p%%:*} >/dev/null 2>&1 || missing="$$missing $${p#*:}"; done; \
+	for p in $(1); do PATH="$$PATH:/usr/sbin:/sbin" command -v $${p%%:*} >/dev/null 2>&1 || missing="$$missing $${p\#*:}"; done; \
 	$(INSTALL_MISSING)
 
 demo-deps:
