@@ -102,12 +102,17 @@ def _main(argv: Sequence[str]) -> _Ending:
         wait_mode, wanted = settings.wait, settings.status_line
         if settings.status_line and _prints_a_product(settings):
             raise UsageError(
-                "--status goes with a run, not with --version, --print-client-id or --print-ca"
+                "--status goes with a run, not with --version, --print-client-id, --print-ca "
+                "or --sbom"
             )
         if settings.show_version:
             return _printed(options.version_text())
         if settings.print_ca:
             return _printed(_trust_anchor_pem(settings))
+        if settings.print_sbom:
+            from caramel_embedded import sbom
+
+            return _printed(sbom.carried().rstrip("\n"))
         identity = client_id.resolve(
             settings.client_id, settings.client_id_from, settings.identity_root
         )
@@ -199,7 +204,12 @@ def _with_status_line(ending: _Ending, argv: Sequence[str]) -> int:
 
 
 def _prints_a_product(settings: Settings) -> bool:
-    return settings.show_version or settings.print_client_id or settings.print_ca
+    return (
+        settings.show_version
+        or settings.print_client_id
+        or settings.print_ca
+        or settings.print_sbom
+    )
 
 
 def _printed(text: str) -> _Ending:
