@@ -28,7 +28,7 @@ TEST_DIST   := .cache/test-dist/$(HOST_ARCH)
 TEST_BINARY := $(TEST_DIST)/caramel-embedded
 TEST_BUNDLE := $(TEST_DIST)/caramel-embedded-dir/caramel-embedded
 FREEZE_INPUTS := $(wildcard caramel_embedded/*.py) build/freeze.sh build/caramel-embedded.spec \
-	build/check_ca.py build/elf_report.py build/requirements.lock build/backend.lock \
+	build/check_ca.py build/elf_report.py build/sbom.py build/requirements.lock build/backend.lock \
 	build/caramel_startup.py $(wildcard build/standins/*/*/*.py)
 # Where a test runs is said by the test: `pytest.mark.in_process` marks the tests of modules
 # in this process (the package pass only: CARAMEL_EMBEDDED_CMD cannot change them);

@@ -149,6 +149,12 @@ if [ "$FORM" = onefile ]; then
 else
 	OUTPUT="$DIST/caramel-embedded-dir"
 fi
+
+# --- the software bill of materials ---------------------------------------------------
+# Made from what the output really carries, written beside it and into its launcher (an
+# ELF section read without running it); build/sbom.py says why and how.
+"$VENV/bin/python" "$BUILD_DIR/sbom.py" --embed "$OUTPUT" "$OUTPUT.cdx.json" ||
+	die "cannot make the software bill of materials of $OUTPUT"
 {
 	echo "arch=$ARCH"
 	echo "form=$FORM"
