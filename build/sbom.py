@@ -67,6 +67,7 @@ NATIVE = (
     (re.compile(r"libz\.so\.\d+"), "zlib"),
     (re.compile(r"libgcc_s\.so\.\d+"), "libgcc_s"),
     (re.compile(r"libffi\.so\.\d+"), "libffi"),
+    (re.compile(r"libexpat\.so\.\d+"), "libexpat"),
     (re.compile(r"libpython3\.\d+\.so[.\d]*|python3\.\d+/.*|base_library\.zip"), "cpython"),
 )
 LICENCES = {
@@ -74,6 +75,7 @@ LICENCES = {
     "zlib": "Zlib",
     "libgcc_s": "GPL-3.0-or-later WITH GCC-exception-3.1",
     "libffi": "MIT",
+    "libexpat": "MIT",
     "cpython": "PSF-2.0",
     "glibc": "LGPL-2.1-or-later",
 }
@@ -82,9 +84,25 @@ CPE = {
     "zlib": "zlib:zlib",
     "libgcc_s": "gnu:gcc",
     "libffi": "libffi_project:libffi",
+    "libexpat": "libexpat_project:libexpat",
     "cpython": "python:python",
     "glibc": "gnu:glibc",
 }
+# Where a library's own version is written in its bytes (the same string it reports).
+VERSION_STRINGS = {
+    "openssl": rb"OpenSSL (\d+\.\d+\.\d+[a-z]?) ",
+    "zlib": rb"deflate (\d+\.\d+(?:\.\d+)*) Copyright",
+    "libexpat": rb"expat_(\d+\.\d+\.\d+)",
+}
+DESCRIPTIONS = {
+    "openssl": "OpenSSL's libssl and libcrypto, for ssl",
+    "zlib": "zlib, shared, for Python's zlib and binascii",
+    "libexpat": "Expat, which libpython links",
+    "libgcc_s": "GCC's runtime library, which cryptography's Rust module links",
+    "libffi": "libffi",
+}
+# Any other shared library taken from the system: its Debian package says what it is.
+SYSTEM_LIBRARY = re.compile(r"lib[\w+.-]*\.so(\.\d+)*")
 # Files of the client itself, and what the spec generates for it.
 OWN = re.compile(r"caramel_embedded(/.*)?|embedded_ca\.pem")
 OWN_MODULES = re.compile(
@@ -174,6 +192,8 @@ def owner_of_file(path: str, records: dict[str, str]) -> str | None:
     for pattern, component in NATIVE:
         if pattern.fullmatch(path):
             return "native:" + component
+    if SYSTEM_LIBRARY.fullmatch(path):
+        return "system:" + path
     return None
 
 
@@ -213,8 +233,11 @@ def openssl_version(text: str) -> str:
 def debian_package(soname: str) -> tuple[str, str] | None:
     """(package, version) of the Debian package holding the system's soname, if any."""
     try:
+        ldconfig = next(
+            (p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if os.path.exists(p)), "ldconfig"
+        )
         listed = subprocess.run(
-            ["ldconfig", "-p"], capture_output=True, text=True, check=True
+            [ldconfig, "-p"], capture_output=True, text=True, check=True
         ).stdout
         path = re.search(rf"^\s*{re.escape(soname)} \(.*\) => (\S+)$", listed, re.MULTILINE)
         if path is None:
@@ -301,9 +324,10 @@ def native_component(
 
 
 def native_components(carried: Carried, owners: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """The components no distribution's metadata describes, each with its own version."""
+    """The components no distribution's metadata describes, each with its own version:
+    from the string in the library's bytes where it has one (for OpenSSL, libcrypto's),
+    else from the Debian package the system's copy belongs to."""
     components: dict[str, dict[str, Any]] = {}
-    native = {path: ref for path, ref in owners.items() if ref.startswith("native:")}
     components["native:cpython"] = native_component(
         "native:cpython",
         "cpython",
@@ -312,31 +336,37 @@ def native_components(carried: Carried, owners: dict[str, str]) -> dict[str, dic
         "the version as the build venv's interpreter reports it",
         purl_name="python",
     )
-    for path, ref in sorted(native.items()):
-        if ref in components:
+    for path, ref in sorted(owners.items()):
+        if ref in components or not ref.startswith(("native:", "system:")):
             continue
-        data = carried.files[path]
-        name = ref.removeprefix("native:")
-        if name == "openssl":
-            crypto = next(d for p, d in carried.files.items() if p.startswith("libcrypto.so"))
-            version = version_in(crypto, rb"OpenSSL (\d+\.\d+\.\d+[a-z]?) ")
-            description = "OpenSSL's libssl and libcrypto, for ssl (version from libcrypto)"
-        elif name == "zlib":
-            version = version_in(data, rb"deflate (\d+\.\d+(?:\.\d+)*) Copyright")
-            description = "zlib, shared, for Python's zlib and binascii (version from the file)"
-        elif name == "libgcc_s":
-            package = debian_package(PurePosixPath(path).name)
-            if package is None:
-                raise SystemExit(f"sbom.py: {path}: no Debian package owns it: version unknown")
-            version = upstream(package[1])
-            description = (
-                f"GCC's runtime library, from the Debian package {package[0]} {package[1]}"
-            )
-        else:
-            raise SystemExit(f"sbom.py: {path}: no way to tell the version of {name}")
-        components[ref] = native_component(ref, name, version, description)
+        name = ref.split(":", 1)[1]
         package = debian_package(PurePosixPath(path).name)
-        if package is not None and name != "cpython":
+        if name in VERSION_STRINGS:
+            source = path
+            if name == "openssl":
+                source = next(p for p in carried.files if p.startswith("libcrypto.so"))
+            version = version_in(carried.files[source], VERSION_STRINGS[name])
+            description = f"{DESCRIPTIONS[name]}; version from {source}"
+        elif package is not None:
+            version = upstream(package[1])
+            what = DESCRIPTIONS.get(name, path)
+            description = f"{what}; version from the Debian package {package[0]} {package[1]}"
+        else:
+            raise SystemExit(f"sbom.py: {path}: no version string and no Debian package")
+        if name in LICENCES:
+            components[ref] = native_component(ref, name, version, description)
+        else:  # a library this script does not know: what its Debian package says
+            assert package is not None
+            components[ref] = {
+                "type": "library",
+                "bom-ref": ref,
+                "name": package[0],
+                "version": version,
+                "description": description,
+                "licenses": [{"license": {"name": f"see /usr/share/doc/{package[0]}/copyright"}}],
+                "purl": f"pkg:deb/debian/{package[0]}@{package[1]}",
+            }
+        if package is not None:
             components[ref]["properties"] = [
                 {"name": PROPERTY + "debian-package", "value": f"{package[0]} {package[1]}"}
             ]
