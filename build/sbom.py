@@ -19,10 +19,13 @@ to none stops the build, so a new library cannot slip in unlisted.
 With --embed the document also goes into the launcher as the ELF section ``.sbom`` (plain
 JSON, not loaded: the kernel maps only the loadable segments, and the launcher reads only
 its ``pydata`` section, so no start reads it and none pays for it). A scanner reads it
-without running the binary (``objcopy --dump-section .sbom=sbom.json BINARY``, or
-``readelf -p .sbom``); ``caramel-embedded --sbom`` prints it (caramel_embedded/sbom.py);
-a section survives the strip that image builds run on installed binaries, where data
-appended to the file would not. The same bytes go to DOCUMENT, beside the output.
+without running the binary: ``objcopy --dump-section .sbom=sbom.json BINARY scratch``
+(binutils of another architecture than the binary's need ``-I elf64-little`` or ``-I
+elf32-little``), ``llvm-objcopy`` alike, or ``readelf -x .sbom`` to look at it;
+``caramel-embedded --sbom`` prints it (caramel_embedded/sbom.py). A section survives the
+strip that image builds run on installed binaries (``strip --strip-unneeded
+--remove-section=.comment``, tried), where data appended to the file would not. The same
+bytes go to DOCUMENT, beside the output.
 
 Written here rather than with cyclonedx-python-lib: the build venv stays what the locks
 hold (the library's validator pulls native wheels that the ARM freeze under emulation would
