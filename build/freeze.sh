@@ -6,7 +6,8 @@
 #
 # ARCH is x86_64, aarch64 or armhf; the output goes to DIR (default dist/ARCH):
 # DIR/caramel-embedded (onefile) or DIR/caramel-embedded-dir/caramel-embedded (onedir),
-# with DIR/<output>.buildinfo beside it. The same script is meant to run inside a foreign
+# with DIR/<output>.buildinfo and its software bill of materials DIR/<output>.cdx.json
+# beside it (build/sbom.py). The same script is meant to run inside a foreign
 # architecture's root under emulation (issue 6), so it takes the architecture as a
 # parameter and checks that it is the one it runs on.
 #
