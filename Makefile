@@ -35,7 +35,7 @@ TEST_DIST   := .cache/test-dist/$(HOST_ARCH)
 TEST_BINARY := $(TEST_DIST)/caramel-embedded
 TEST_BUNDLE := $(TEST_DIST)/caramel-embedded-dir/caramel-embedded
 FREEZE_INPUTS := $(wildcard caramel_embedded/*.py) build/freeze.sh build/caramel-embedded.spec \
-	build/check_ca.py build/elf_report.py build/requirements.lock build/backend.lock \
+	build/check_ca.py build/elf_report.py build/sbom.py build/requirements.lock build/backend.lock \
 	build/caramel_startup.py $(wildcard build/standins/*/*/*.py)
 # Where a test runs is said by markers alone (pyproject.toml lists them), and each pass picks
 # its tests with `-m`. A test module marks itself: `in_process`, the tests of modules in this

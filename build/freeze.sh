@@ -6,7 +6,8 @@
 #
 # ARCH is x86_64, aarch64 or armhf; the output goes to DIR (default dist/ARCH):
 # DIR/caramel-embedded (onefile) or DIR/caramel-embedded-dir/caramel-embedded (onedir),
-# with DIR/<output>.buildinfo beside it. The same script is meant to run inside a foreign
+# with DIR/<output>.buildinfo and its software bill of materials DIR/<output>.cdx.json
+# beside it (build/sbom.py). The same script is meant to run inside a foreign
 # architecture's root under emulation (issue 6), so it takes the architecture as a
 # parameter and checks that it is the one it runs on.
 #
@@ -149,6 +150,12 @@ if [ "$FORM" = onefile ]; then
 else
 	OUTPUT="$DIST/caramel-embedded-dir"
 fi
+
+# --- the software bill of materials ---------------------------------------------------
+# Made from what the output really carries, written beside it and into its launcher (an
+# ELF section read without running it); build/sbom.py says why and how.
+"$VENV/bin/python" "$BUILD_DIR/sbom.py" --embed "$OUTPUT" "$OUTPUT.cdx.json" ||
+	die "cannot make the software bill of materials of $OUTPUT"
 {
 	echo "arch=$ARCH"
 	echo "form=$FORM"

@@ -87,6 +87,21 @@ class _Ending(Record):
     status_line: bool | None = None  # None: the settings were never read (look at argv)
 
 
+def _product(settings: Settings) -> str | None:
+    """What --version, --print-ca or --sbom print (then the run does nothing else)."""
+    if settings.show_version:
+        from caramel_embedded import options
+
+        return options.version_text()
+    if settings.print_ca:
+        return _trust_anchor_pem(settings)
+    if settings.print_sbom:
+        from caramel_embedded import sbom
+
+        return sbom.carried().rstrip("\n")
+    return None
+
+
 def _main(argv: Sequence[str]) -> _Ending:
     from caramel_embedded.errors import CaramelError, HelpShown, LockHeldError, UsageError
     from caramel_embedded.report import Reporter
@@ -96,19 +111,19 @@ def _main(argv: Sequence[str]) -> _Ending:
     wanted: bool | None = None
     known: dict[str, str] = {}
     try:
-        from caramel_embedded import client_id, invocation, options
+        from caramel_embedded import client_id, invocation
 
         settings = _parse(argv)
         reporter = Reporter(settings.verbose, settings.syslog)
         wait_mode, wanted = settings.wait, settings.status_line
         if settings.status_line and _prints_a_product(settings):
             raise UsageError(
-                "--status goes with a run, not with --version, --print-client-id or --print-ca"
+                "--status goes with a run, not with --version, --print-client-id, --print-ca "
+                "or --sbom"
             )
-        if settings.show_version:
-            return _printed(options.version_text())
-        if settings.print_ca:
-            return _printed(_trust_anchor_pem(settings))
+        product = _product(settings)
+        if product is not None:
+            return _printed(product)
         identity = client_id.resolve(
             settings.client_id, settings.client_id_from, settings.identity_root
         )
@@ -200,7 +215,12 @@ def _with_status_line(ending: _Ending, argv: Sequence[str]) -> int:
 
 
 def _prints_a_product(settings: Settings) -> bool:
-    return settings.show_version or settings.print_client_id or settings.print_ca
+    return (
+        settings.show_version
+        or settings.print_client_id
+        or settings.print_ca
+        or settings.print_sbom
+    )
 
 
 def _printed(text: str) -> _Ending:

@@ -81,3 +81,7 @@ class InterruptedBySignal(CaramelError):
     def __init__(self, signal_name: str) -> None:
         super().__init__(f"interrupted by {signal_name}")
         self.signal_name = signal_name
+
+
+class BillOfMaterialsError(CaramelError):
+    """``--sbom`` in a build that carries no software bill of materials (or a damaged one)."""

@@ -53,6 +53,7 @@ class Settings(Record):
     wait_interval: float = DEFAULT_WAIT_INTERVAL
     status_line: bool = False  # --status: one key=value line on stdout at the end
     print_ca: bool = False  # --print-ca: the trust anchor in use, as PEM
+    print_sbom: bool = False  # --sbom: the software bill of materials the build carries
     proxy: Proxy | None = None  # the HTTPS proxy to tunnel through (CONNECT), if any
 
 
@@ -116,6 +117,12 @@ OPTIONS: tuple[command_line.Option, ...] = (
     (("--status",), None, "print one line of key=value words on stdout at the end (for sh)"),
     (("--print-client-id",), None, f"print the resolved client id, exit {exits.HELD}"),
     (("--print-ca",), None, f"print the CA certificate(s) in use, exit {exits.HELD}"),
+    (
+        ("--sbom",),
+        None,
+        "print the software bill of materials carried by the build (CycloneDX JSON), "
+        f"exit {exits.HELD}",
+    ),
     (("-v", "--verbose"), None, "progress on stderr"),
     (("--syslog",), None, "also log to syslog"),
     (("--version",), None, f"print the version and the embedded CA, exit {exits.HELD}"),
@@ -182,6 +189,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> Setti
         or DEFAULT_WAIT_INTERVAL,
         status_line="status" in flags,
         print_ca="print_ca" in flags,
+        print_sbom="sbom" in flags,
         proxy=_proxy(given("proxy"), environ, server),
     )
 
@@ -198,7 +206,7 @@ def _positionals(
         explicit_id = environ.get("CARAMEL_CLIENT_ID")
     if explicit_id is not None and explicit_id == "":
         raise UsageError("CLIENT_ID is empty; give an id or leave it out entirely")
-    printing = bool(flags & {"print_client_id", "version", "print_ca"})
+    printing = bool(flags & {"print_client_id", "version", "print_ca", "sbom"})
     if server_text is None and not printing:
         raise UsageError("SERVER is required (argument or CARAMEL_SERVER; see --help)")
     return server_text, explicit_id
