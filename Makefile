@@ -189,3 +189,4 @@ clean:
 -include build/arm.mk
 -include firmware-integration/install.mk
 -include bench/fleet.mk
+-include build/deb.mk

@@ -1,0 +1,72 @@
+#!/bin/sh
+# Build the Debian package of caramel-embedded for one architecture.
+#
+#   build/deb.sh --arch x86_64|aarch64|armhf [--dist DIR] [--out DIR] [--python PYTHON]
+#
+# From the one-file binary that `make binary ARCH=...` left in DIR (default dist/ARCH),
+# with its .buildinfo and its SBOM (.cdx.json) beside it, into OUT (default DIR):
+# caramel-embedded_VERSION-REVISION_DEBARCH.deb. The tree is what
+# `make install DESTDIR=... PREFIX=/usr INIT=systemd` installs (firmware-integration/
+# install.mk: one list of files, for firmware images and the package alike); build/deb.py
+# adds the package's metadata (control, copyright from the SBOM, changelogs, maintainer
+# scripts) and gzips the man page. PYTHON must have PyInstaller (the host's build venv:
+# build/elf_report.py reads the binary's archive for the Depends: field). DEB_MAINTAINER
+# and DEB_REVISION (environment) override the Maintainer field and the Debian revision.
+#
+# dpkg-deb makes the archive: files owned by root (--root-owner-group), times from
+# SOURCE_DATE_EPOCH (the binary's own, from its .buildinfo), so two builds of one binary
+# give the same bytes.
+set -eu
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+
+die() {
+	echo "deb.sh: $*" >&2
+	exit 2
+}
+
+ARCH=""
+DIST=""
+OUT=""
+PYTHON=""
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--arch) ARCH=${2:?--arch needs a value} && shift 2 ;;
+	--dist) DIST=${2:?--dist needs a value} && shift 2 ;;
+	--out) OUT=${2:?--out needs a value} && shift 2 ;;
+	--python) PYTHON=${2:?--python needs a value} && shift 2 ;;
+	*) die "unknown argument: $1 (see the comment at the top of build/deb.sh)" ;;
+	esac
+done
+case "$ARCH" in
+x86_64 | aarch64 | armhf) ;;
+*) die "--arch x86_64|aarch64|armhf is required" ;;
+esac
+DIST=$(cd "${DIST:-$REPO/dist/$ARCH}" 2>/dev/null && pwd) || die "no directory ${DIST:-dist/$ARCH}: run make binary ARCH=$ARCH first"
+OUT=${OUT:-$DIST}
+BINARY="$DIST/caramel-embedded"
+[ -x "$BINARY" ] || die "no binary at $BINARY: run make binary ARCH=$ARCH first"
+[ -f "$BINARY.cdx.json" ] && [ -f "$BINARY.buildinfo" ] ||
+	die "$BINARY has no .cdx.json or .buildinfo beside it: build it with make binary ARCH=$ARCH"
+PYTHON=${PYTHON:-"$REPO/.cache/build-venv-$("$REPO/build/freeze.sh" --host-arch)/bin/python"}
+[ -x "$PYTHON" ] || die "no build venv at $PYTHON (PyInstaller reads the binary): make binary makes it"
+command -v dpkg-deb >/dev/null 2>&1 || die "dpkg-deb is missing: run make deb-deps"
+
+SOURCE_DATE_EPOCH=$(sed -n 's/^source_date_epoch=//p' "$BINARY.buildinfo")
+[ -n "$SOURCE_DATE_EPOCH" ] || die "$BINARY.buildinfo has no source_date_epoch"
+export SOURCE_DATE_EPOCH
+
+WORK="$REPO/build/work/deb/$ARCH"
+STAGE="$WORK/root"
+rm -rf "$WORK"
+mkdir -p "$STAGE" "$OUT"
+# A top-level make (none of an outer make's flags), as a firmware build calls it.
+env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C "$REPO" install DESTDIR="$STAGE" \
+	PREFIX=/usr INIT=systemd FORM=onefile ARCH="$ARCH" DIST="$DIST" CA_CERT= >/dev/null
+NAME=$("$PYTHON" "$REPO/build/deb.py" --root "$STAGE" --binary "$BINARY" --arch "$ARCH" \
+	--maintainer "${DEB_MAINTAINER:-}" --revision "${DEB_REVISION:-1}") || die "cannot make the package's metadata"
+# The tree's modes as install.mk and deb.py set them, whatever the umask made of the rest.
+find "$STAGE" -type d -exec chmod 0755 {} +
+dpkg-deb --root-owner-group -Zxz --build "$STAGE" "$OUT/$NAME" >/dev/null
+echo "deb.sh: wrote $OUT/$NAME" >&2
+echo "$OUT/$NAME"

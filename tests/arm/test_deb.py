@@ -1,0 +1,38 @@
+"""The Debian package of each ARM binary (`make deb ARCH=aarch64|armhf`), in the ARM pass:
+its fields, lintian, and its whole life in the architecture's Debian root (the build root
+of build/rootfs.sh, seen through an overlay, every program in it under qemu-user)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests import fake_signer
+from tests.arm.conftest import ArmBuild
+from tests.firmware.debian_package import (
+    DEBIAN_ARCH,
+    build_deb,
+    deb_root,
+    fields,
+    install_round_and_remove,
+    lintian,
+    sources_version,
+)
+from tests.frozen.conftest import elf_report
+
+
+def test_package_installs_runs_and_keeps_the_key(
+    arm_build: ArmBuild, signer: fake_signer.FakeCaramel, ca_file: Path, tmp_path: Path
+) -> None:
+    deb = build_deb(arm_build.onefile, arm_build.arch, tmp_path / "deb", arm_build.build_python)
+    control = fields(deb)
+    assert control["Architecture"] == DEBIAN_ARCH[arm_build.arch]
+    assert control["Version"] == f"{sources_version()}-1"
+    report = elf_report(arm_build.build_python, arm_build.onefile)
+    floor = str(report["glibc_floor"]).removeprefix("GLIBC_")
+    assert control["Depends"].startswith(f"libc6 (>= {floor})")
+    result = lintian(deb)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not re.search(r"^E: ", result.stdout, re.MULTILINE), result.stdout
+    root = deb_root(arm_build.arch)
+    install_round_and_remove(root, deb, signer, ca_file, tmp_path / "overlay")
