@@ -316,12 +316,14 @@ def install_round_and_remove(
         removed = chroot(root, "dpkg", "-r", "caramel-embedded")
         assert removed.returncode == 0, removed.stdout + removed.stderr
         assert not (root / "usr/bin/caramel-embedded").exists()
-        assert key_file.read_bytes() == held, "dpkg -r must keep the device's key"
+        assert key_file.is_file(), "dpkg -r must keep the device's key"
+        assert key_file.read_bytes() == held
         assert defaults.read_bytes() == edited, "dpkg -r must keep the edited conffile"
 
         purged = chroot(root, "dpkg", "-P", "caramel-embedded")
         assert purged.returncode == 0, purged.stdout + purged.stderr
-        assert key_file.read_bytes() == held, "dpkg -P must keep the device's key"
+        assert key_file.is_file(), "dpkg -P must keep the device's key"
+        assert key_file.read_bytes() == held
         assert not defaults.exists(), "dpkg -P removes the conffile"
         assert not (root / "run/caramel-embedded-reload").exists()
         assert traces_in_systemd(root) == []
