@@ -5,9 +5,12 @@ of build/rootfs.sh, seen through an overlay, every program in it under qemu-user
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests import fake_signer
+import pytest
+
+from testbed.harness import CaramelStack
 from tests.arm.conftest import ArmBuild
 from tests.firmware.debian_package import (
     DEBIAN_ARCH,
@@ -16,14 +19,25 @@ from tests.firmware.debian_package import (
     fields,
     install_round_and_remove,
     lintian,
+    real_caramel,
     sources_version,
 )
 from tests.frozen.conftest import elf_report
 
 
+@pytest.fixture(scope="module")
+def stack() -> Iterator[CaramelStack]:
+    """The real Caramel server behind nginx (testbed/), as tests/e2e start it."""
+    with CaramelStack() as running:
+        yield running
+
+
+@pytest.mark.e2e
 def test_package_installs_runs_and_keeps_the_key(
-    arm_build: ArmBuild, signer: fake_signer.FakeCaramel, ca_file: Path, tmp_path: Path
+    arm_build: ArmBuild, stack: CaramelStack, tmp_path: Path
 ) -> None:
+    """Its fields, lintian, then dpkg -i into the architecture's root, --version, --sbom
+    and a round against the real Caramel server, dpkg -r and -P keeping the key."""
     deb = build_deb(arm_build.onefile, arm_build.arch, tmp_path / "deb", arm_build.build_python)
     control = fields(deb)
     assert control["Architecture"] == DEBIAN_ARCH[arm_build.arch]
@@ -35,4 +49,4 @@ def test_package_installs_runs_and_keeps_the_key(
     assert result.returncode == 0, result.stdout + result.stderr
     assert not re.search(r"^E: ", result.stdout, re.MULTILINE), result.stdout
     root = deb_root(arm_build.arch)
-    install_round_and_remove(root, deb, signer, ca_file, tmp_path / "overlay")
+    install_round_and_remove(root, deb, real_caramel(stack), tmp_path / "overlay")

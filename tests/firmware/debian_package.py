@@ -13,13 +13,13 @@ import json
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests import fake_signer
+from testbed.harness import CaramelStack
 from tests.firmware.conftest import configure
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,6 +27,7 @@ DEB_SH = REPO / "build" / "deb.sh"
 DEB_ROOT_SH = REPO / "build" / "deb-root.sh"
 DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armhf": "armhf"}
 CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CLIENT_ID = "device-deb"
 UNITS_ENABLED = {
     "timers.target.wants/caramel-embedded.timer",
     "paths.target.wants/caramel-embedded-reload.path",
@@ -261,9 +262,27 @@ def record_unit_starts(root: Path) -> Path:
     return log
 
 
-def install_round_and_remove(
-    lower: Path, deb: Path, signer: fake_signer.FakeCaramel, ca_file: Path, work: Path
-) -> None:
+@dataclass(frozen=True)
+class Server:
+    """Where the installed client asks, the CA it trusts, and how its request is signed."""
+
+    url: str
+    ca_file: Path
+    sign: Callable[[], object]
+
+
+def real_caramel(stack: CaramelStack) -> Server:
+    """The real Caramel stack of testbed/ (tests/e2e): the administrator signs the one
+    request of the package's device with caramel_tool."""
+
+    def sign() -> object:
+        (request,) = [r for r in stack.list_requests() if r.cn == CLIENT_ID]
+        return stack.sign(request.id)
+
+    return Server(stack.front_url, stack.ca_cert, sign)
+
+
+def install_round_and_remove(lower: Path, deb: Path, server: Server, work: Path) -> None:
     """The package's whole life in a bare root: dpkg -i; --version and --sbom from the
     installed path; a real round through the installed defaults file (69, signed, 0);
     dpkg -r keeps the key and the edited conffile; dpkg -P removes the conffile and the
@@ -288,20 +307,20 @@ def install_round_and_remove(
         assert (component["name"], component["version"]) == ("caramel-embedded", sources_version())
 
         (root / "etc/caramel").mkdir()
-        shutil.copy(ca_file, root / "etc/caramel/ca.pem")
+        shutil.copy(server.ca_file, root / "etc/caramel/ca.pem")
         defaults = root / "etc/default/caramel-embedded"
         configure(
             defaults,
             {
-                "CARAMEL_SERVER": signer.url,  # type: ignore[attr-defined]
+                "CARAMEL_SERVER": server.url,
                 "CARAMEL_CLIENT_ID_FROM": "",
-                "CARAMEL_CLIENT_ID": "device-deb",
+                "CARAMEL_CLIENT_ID": CLIENT_ID,
                 "CARAMEL_CA_CERT": "/etc/caramel/ca.pem",
             },
         )
         waiting = run_as_the_service(root)
         assert waiting.returncode == 69, waiting.stderr
-        signer.sign()
+        server.sign()
         done = run_as_the_service(root)
         assert done.returncode == 0, done.stderr
         key_file = root / "var/lib/caramel/client.pem"

@@ -13,11 +13,12 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests import fake_signer
+from testbed.harness import CaramelStack
 from tests.firmware.conftest import FIRMWARE
 from tests.firmware.debian_package import (
     DEBIAN_ARCH,
@@ -32,6 +33,7 @@ from tests.firmware.debian_package import (
     install_round_and_remove,
     lintian,
     overlay,
+    real_caramel,
     record_unit_starts,
     sources_version,
 )
@@ -174,13 +176,21 @@ def test_two_builds_give_the_same_bytes(
     assert again.read_bytes() == deb.read_bytes()
 
 
+@pytest.fixture(scope="module")
+def stack() -> Iterator[CaramelStack]:
+    """The real Caramel server behind nginx (testbed/), as tests/e2e start it."""
+    with CaramelStack() as running:
+        yield running
+
+
+@pytest.mark.e2e
 def test_life_in_a_bare_debian_root(
-    deb: Path, arch: str, signer: fake_signer.FakeCaramel, ca_file: Path, tmp_path: Path
+    deb: Path, arch: str, stack: CaramelStack, tmp_path: Path
 ) -> None:
-    """dpkg -i into bookworm's minbase; --version, --sbom and a round (69, signed, 0)
-    through /usr/bin/caramel-embedded and the installed defaults file; dpkg -r and
-    dpkg -P keep the key."""
-    install_round_and_remove(deb_root(arch), deb, signer, ca_file, tmp_path / "overlay")
+    """dpkg -i into bookworm's minbase; --version, --sbom and a round against the real
+    Caramel server (69, signed by its administrator, 0) through /usr/bin/caramel-embedded
+    and the installed defaults file; dpkg -r and dpkg -P keep the key."""
+    install_round_and_remove(deb_root(arch), deb, real_caramel(stack), tmp_path / "overlay")
 
 
 def test_postinst_starts_the_units_only_where_systemd_runs(
