@@ -46,8 +46,9 @@ DIST=$(cd "${DIST:-$REPO/dist/$ARCH}" 2>/dev/null && pwd) || die "no directory $
 OUT=${OUT:-$DIST}
 BINARY="$DIST/caramel-embedded"
 [ -x "$BINARY" ] || die "no binary at $BINARY: run make binary ARCH=$ARCH first"
-[ -f "$BINARY.cdx.json" ] && [ -f "$BINARY.buildinfo" ] ||
+if [ ! -f "$BINARY.cdx.json" ] || [ ! -f "$BINARY.buildinfo" ]; then
 	die "$BINARY has no .cdx.json or .buildinfo beside it: build it with make binary ARCH=$ARCH"
+fi
 PYTHON=${PYTHON:-"$REPO/.cache/build-venv-$("$REPO/build/freeze.sh" --host-arch)/bin/python"}
 [ -x "$PYTHON" ] || die "no build venv at $PYTHON (PyInstaller reads the binary): make binary makes it"
 command -v dpkg-deb >/dev/null 2>&1 || die "dpkg-deb is missing: run make deb-deps"
@@ -56,10 +57,14 @@ SOURCE_DATE_EPOCH=$(sed -n 's/^source_date_epoch=//p' "$BINARY.buildinfo")
 [ -n "$SOURCE_DATE_EPOCH" ] || die "$BINARY.buildinfo has no source_date_epoch"
 export SOURCE_DATE_EPOCH
 
-WORK="$REPO/build/work/deb/$ARCH"
+# A staging tree of its own (two builds may run at once: the tests, the ARM pass), removed
+# on exit.
+mkdir -p "$REPO/build/work" "$OUT"
+WORK=$(mktemp -d "$REPO/build/work/deb-$ARCH.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+trap 'exit 130' INT TERM HUP
 STAGE="$WORK/root"
-rm -rf "$WORK"
-mkdir -p "$STAGE" "$OUT"
+mkdir -p "$STAGE"
 # A top-level make (none of an outer make's flags), as a firmware build calls it.
 env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C "$REPO" install DESTDIR="$STAGE" \
 	PREFIX=/usr INIT=systemd FORM=onefile ARCH="$ARCH" DIST="$DIST" CA_CERT= >/dev/null
