@@ -285,8 +285,8 @@ def real_caramel(stack: CaramelStack) -> Server:
 def install_round_and_remove(lower: Path, deb: Path, server: Server, work: Path) -> None:
     """The package's whole life in a bare root: dpkg -i; --version and --sbom from the
     installed path; a real round through the installed defaults file (69, signed, 0);
-    dpkg -r keeps the key and the edited conffile; dpkg -P removes the conffile and the
-    units' state and still keeps the key."""
+    dpkg -r keeps the key and the edited conffile, and a reinstall uses both; dpkg -P
+    removes the conffile and the units' state and still keeps the key."""
     with overlay(lower, work) as root:
         assert not (root / "run/systemd/system").exists(), "the root looks booted"
         shutil.copy(deb, root / "tmp" / deb.name)
@@ -338,6 +338,18 @@ def install_round_and_remove(lower: Path, deb: Path, server: Server, work: Path)
         assert key_file.is_file(), "dpkg -r must keep the device's key"
         assert key_file.read_bytes() == held
         assert defaults.read_bytes() == edited, "dpkg -r must keep the edited conffile"
+
+        # Installed again: the units enabled again, the edited settings and the key used
+        # as they are (the certificate is current: 0, the file unchanged).
+        again = chroot(root, "dpkg", "-i", f"/tmp/{deb.name}")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert enabled_links(root) == UNITS_ENABLED
+        assert defaults.read_bytes() == edited
+        current = run_as_the_service(root)
+        assert current.returncode == 0, current.stderr
+        assert key_file.read_bytes() == held
+        removed = chroot(root, "dpkg", "-r", "caramel-embedded")
+        assert removed.returncode == 0, removed.stdout + removed.stderr
 
         purged = chroot(root, "dpkg", "-P", "caramel-embedded")
         assert purged.returncode == 0, purged.stdout + purged.stderr
