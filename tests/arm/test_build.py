@@ -1,5 +1,6 @@
 """The ARM builds themselves: the right machine, nothing needed but glibc, the floor the
-README states, and the same bytes from two builds of one commit.
+README states, and, for both one-file forms (stored and compressed), the same bytes from
+two builds of one commit and an archive that holds its unpacked files as the name says.
 
 The facts are read from the bytes by build/elf_report.py (the launcher and every library
 packed inside the one-file binary; every ELF file of the bundle).
