@@ -59,10 +59,7 @@ FREEZE_INPUTS := $(wildcard caramel_embedded/*.py) build/freeze.sh build/caramel
 all: test
 
 # The end of every *-deps recipe: install the Debian packages it listed in $missing, if any.
-INSTALL_MISSING = if [ -n "$$missing" ]; then \
-		echo "installing system packages:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+INSTALL_MISSING = if [ -n "$$missing" ]; then build/apt-install.sh $$missing; fi
 
 # $(call INSTALL_COMMANDS,LIST): install the Debian packages of the commands of LIST that
 # are missing (COMMAND:PACKAGE, or COMMAND alone where the package has its name).
