@@ -99,8 +99,7 @@ test-binary: venv system-deps $(TEST_BINARY) $(TEST_COMPRESSED) $(TEST_BUNDLE)
 # change: the real-server lifecycle and the launcher's tests.
 test-compressed: venv system-deps $(TEST_COMPRESSED)
 	CARAMEL_EMBEDDED_CMD=$(abspath $(TEST_COMPRESSED)) \
-		$(BIN)/python -m pytest -q -m "not in_process" tests/e2e/test_lifecycle.py \
-		tests/frozen/test_launcher.py
+		$(BIN)/python -m pytest -q -m "compressed_too and not in_process"
 
 # The same suites against the one-dir bundle (not part of `make test`, to keep it short).
 test-bundle: venv system-deps $(TEST_BUNDLE)
