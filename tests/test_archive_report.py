@@ -10,29 +10,18 @@ In-process tests of a module of the build: the package pass only (``in_process``
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from tests.script_module import load
 
 pytestmark = pytest.mark.in_process
 
 BUILD = Path(__file__).resolve().parents[1] / "build"
 
 
-def load_report() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("archive_report", BUILD / "archive_report.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-report = load_report()
+report = load(BUILD / "archive_report.py", "archive_report")
 
 
 def toc(
