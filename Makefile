@@ -11,6 +11,7 @@
 #   make bench  start-up, memory and disk figures of package, binary and bundle vs curl
 #   make image-size   both one-file forms and the bundle in squashfs images (xz, zstd, gzip, lzo)
 #   make man    caramel-embedded(1) from the option table, into firmware-integration/
+#   make set-version VERSION=X.Y.Z   the version, wherever it is written
 #   make fleet  1,000 devices against one real Caramel behind nginx: bytes, CPU, capacity
 
 PYTHON ?= python3
@@ -25,7 +26,7 @@ SYSTEM_PACKAGES := $(DEMO_PACKAGES) strace groff:groff-base
 
 .PHONY: all venv system-deps test test-package test-binary test-bundle test-unit test-e2e \
 	lint format demo demo-deps demo-server demo-sign demo-stop clean binary bundle bench \
-	build-deps bench-deps trim-report man test-compressed image-size
+	build-deps bench-deps trim-report man test-compressed image-size set-version
 
 # --- freezing (build/freeze.sh holds the steps, build/caramel-embedded.spec the choices) ---
 HOST_ARCH := $(shell build/freeze.sh --host-arch)
@@ -199,6 +200,11 @@ demo-stop: venv
 	@$(BIN)/python -m tests.e2e.demo_server stop
 
 # A demo server still running is stopped first: its state goes with .cache.
+# A release's version, written wherever it is written (build/set_version.py says where).
+set-version:
+	@test -n "$(VERSION)" || { echo "set-version: give VERSION=X.Y.Z" >&2; exit 2; }
+	$(PYTHON) build/set_version.py $(VERSION)
+
 # The man page is kept in the tree (make install needs no Python): write it again after
 # changing an option; tests/test_manpage.py fails until the tree holds what this writes.
 man: venv
