@@ -52,7 +52,10 @@ ARCHES = ("x86_64", "aarch64", "armhf")
 # one-file ones for the compressed form (raw flash, where its bytes are what it costs).
 GOAL_ONEFILE_BYTES = 12_000_000
 GOAL_ONEFILE_RATIO = 4.6
-GOAL_ONEDIR_RATIO = 2.3
+# The bundle is judged by its own share over the urllib3 floor measured in the same rounds,
+# not by a total that the machine's swing decides (the team's decision after issue 13, whose
+# 2.3x total sat inside this VM's run-to-run swing): at most 0.25x baseline.
+GOAL_ONEDIR_OWN = 0.25
 # Issue 20's for the stored form (squashfs roots; its flash goals are bench/image_size.py's):
 # at most the bundle + 0.5x baseline (median of the per-round differences) and 3.0x.
 GOAL_STORED_RATIO = 3.0
@@ -289,6 +292,22 @@ def print_sizes(dists: list[Path]) -> dict[str, int]:
     return onefile_sizes
 
 
+def print_onedir_goal(by_name: dict[str, Variant]) -> None:
+    """The bundle's goal: its own share over the urllib3 floor, paired round by round."""
+    onedir, floor_urllib3 = by_name[ONEDIR], by_name.get(FLOOR_URLLIB3)
+    for path in server.PATHS:
+        if floor_urllib3 is None:
+            print(f"- FAIL: {ONEDIR}, {path}: its own share not measured (run with --floor)")
+            continue
+        own = _per_round(onedir.ratios[path], floor_urllib3.ratios[path])
+        print(
+            f"- {'PASS' if own <= GOAL_ONEDIR_OWN else 'FAIL'}: {ONEDIR}, {path}: its own "
+            f"share over the urllib3 floor of the same rounds {own:.2f}x baseline, at most "
+            f"{GOAL_ONEDIR_OWN:g}x (the bundle in all: "
+            f"{statistics.median(onedir.ratios[path]):.2f}x)"
+        )
+
+
 def print_goals(variants: list[Variant], onefile_sizes: dict[str, int]) -> None:
     def verdict(ok: bool) -> str:
         return "PASS" if ok else "FAIL"
@@ -300,11 +319,7 @@ def print_goals(variants: list[Variant], onefile_sizes: dict[str, int]) -> None:
             f"- {verdict(size <= GOAL_ONEFILE_BYTES)}: one-file compressed ({arch}) "
             f"{size:,} B, at most {GOAL_ONEFILE_BYTES:,} B"
         )
-    goals = [
-        (ONEFILE_TMPFS, GOAL_STORED_RATIO),
-        (COMPRESSED_TMPFS, GOAL_ONEFILE_RATIO),
-        (ONEDIR, GOAL_ONEDIR_RATIO),
-    ]
+    goals = [(ONEFILE_TMPFS, GOAL_STORED_RATIO), (COMPRESSED_TMPFS, GOAL_ONEFILE_RATIO)]
     for name, limit in goals:
         variant = by_name.get(name)
         if variant is None:
@@ -316,6 +331,7 @@ def print_goals(variants: list[Variant], onefile_sizes: dict[str, int]) -> None:
                 f"- {verdict(ratio <= limit)}: {name}, {path}: {ratio:.2f}x baseline, "
                 f"at most {limit:g}x"
             )
+    print_onedir_goal(by_name)
     stored, onedir = by_name.get(ONEFILE_TMPFS), by_name[ONEDIR]
     for path in server.PATHS if stored is not None else ():
         # Paired: each round's stored ratio minus the bundle's ratio of the same round.
@@ -381,25 +397,17 @@ def print_floors(variants: list[Variant], inflate: tuple[int, float]) -> None:
         base_ms = statistics.median(_walls(variants[0], path)) * 1000
         ratio = {v.name: statistics.median(v.ratios[path]) for v in variants}
         urllib3_ms = _per_round(_walls(floor_urllib3, path), _walls(floor, path)) * 1000
-        left = GOAL_ONEDIR_RATIO - ratio[FLOOR_URLLIB3]
-        room = (
-            f"{left:.2f}x baseline ({left * base_ms:.1f} ms) left within the goal for the "
-            "client's own work"
-            if left > 0
-            else f"already {-left:.2f}x baseline ({-left * base_ms:.1f} ms) over the goal "
-            "before any client code"
-        )
         # The client's own share, measured in the same rounds as the floor it sits on: what
         # the machine's slow and quick moments do to both cancels out here.
         own_ms = _per_round(_walls(onedir, path), _walls(floor_urllib3, path)) * 1000
         own_ratio = _per_round(onedir.ratios[path], floor_urllib3.ratios[path])
         print(
             f"- {path}: frozen Python + ssl + one request: {ratio[FLOOR]:.2f}x baseline; "
-            f"+ import urllib3: {ratio[FLOOR_URLLIB3]:.2f}x baseline (the one-dir goal is "
-            f"{GOAL_ONEDIR_RATIO:g}x; the bundle: {ratio[ONEDIR]:.2f}x). The import of "
-            f"urllib3 alone: {urllib3_ms:.1f} ms, the baseline: {base_ms:.1f} ms; {room}. "
-            f"The client's own (the bundle minus this floor): {own_ms:.1f} ms, "
-            f"{own_ratio:.2f}x baseline."
+            f"+ import urllib3: {ratio[FLOOR_URLLIB3]:.2f}x baseline (the bundle: "
+            f"{ratio[ONEDIR]:.2f}x). The import of urllib3 alone: {urllib3_ms:.1f} ms, the "
+            f"baseline: {base_ms:.1f} ms. The client's own (the bundle minus this floor): "
+            f"{own_ms:.1f} ms, {own_ratio:.2f}x baseline (its goal: at most "
+            f"{GOAL_ONEDIR_OWN:g}x)."
         )
         for name, goal in (
             (ONEFILE_TMPFS, GOAL_STORED_RATIO),
