@@ -4,10 +4,14 @@
 #   make test   the package suite and the real-server suite, against the package and then
 #               against the host's one-file binary (frozen once, reused while unchanged)
 #   make lint   ruff (format + lint) and mypy
-#   make binary [ARCH=x86_64|aarch64|armhf] [CA_CERT=ca.pem]   dist/ARCH/caramel-embedded
+#   make binary [ARCH=x86_64|aarch64|armhf] [CA_CERT=ca.pem] [STORE=1|0]
+#               dist/ARCH/caramel-embedded, the unpacked files stored (for a compressed root
+#               filesystem), or with STORE=0 dist/ARCH/caramel-embedded-compressed (raw flash)
 #   make bundle [ARCH=...] [CA_CERT=...]     the one-dir form: dist/ARCH/caramel-embedded-dir/
 #   make bench  start-up, memory and disk figures of package, binary and bundle vs curl
+#   make image-size   both one-file forms and the bundle in squashfs images (xz, zstd, gzip, lzo)
 #   make man    caramel-embedded(1) from the option table, into firmware-integration/
+#   make set-version VERSION=X.Y.Z   the version, wherever it is written
 #   make fleet  1,000 devices against one real Caramel behind nginx: bytes, CPU, capacity
 
 PYTHON ?= python3
@@ -22,20 +26,27 @@ SYSTEM_PACKAGES := $(DEMO_PACKAGES) strace groff:groff-base
 
 .PHONY: all venv system-deps test test-package test-binary test-bundle test-unit test-e2e \
 	lint format demo demo-deps demo-server demo-sign demo-stop clean binary bundle bench \
-	build-deps bench-deps trim-report man
+	build-deps bench-deps trim-report man test-compressed image-size set-version
 
 # --- freezing (build/freeze.sh holds the steps, build/caramel-embedded.spec the choices) ---
 HOST_ARCH := $(shell build/freeze.sh --host-arch)
 ARCH      ?= $(HOST_ARCH)
 CA_CERT   ?=
+# 1: the one-file binary holds the files it unpacks at every start stored (a compressed root
+# filesystem compresses them once, and better); 0: zlib-compressed, for raw flash.
+STORE     ?= 1
+STORE_1   := yes
+STORE_0   := no
 # The tests freeze the host's binary without a CA (the suites pass --ca-cert; one test
 # embeds a CA itself) into a place of their own, so `make binary CA_CERT=...` never changes
 # what the tests run, and a rebuild happens only when something that goes into it changed.
 TEST_DIST   := .cache/test-dist/$(HOST_ARCH)
 TEST_BINARY := $(TEST_DIST)/caramel-embedded
+TEST_COMPRESSED := $(TEST_DIST)/caramel-embedded-compressed
 TEST_BUNDLE := $(TEST_DIST)/caramel-embedded-dir/caramel-embedded
 FREEZE_INPUTS := $(wildcard caramel_embedded/*.py) build/freeze.sh build/caramel-embedded.spec \
-	build/check_ca.py build/elf_report.py build/sbom.py build/requirements.lock build/backend.lock \
+	build/check_ca.py build/elf_report.py build/sbom.py build/archive_report.py \
+	build/requirements.lock build/backend.lock \
 	build/caramel_startup.py $(wildcard build/standins/*/*/*.py)
 # Where a test runs is said by markers alone (pyproject.toml lists them), and each pass picks
 # its tests with `-m`. A test module marks itself: `in_process`, the tests of modules in this
@@ -49,10 +60,7 @@ FREEZE_INPUTS := $(wildcard caramel_embedded/*.py) build/freeze.sh build/caramel
 all: test
 
 # The end of every *-deps recipe: install the Debian packages it listed in $missing, if any.
-INSTALL_MISSING = if [ -n "$$missing" ]; then \
-		echo "installing system packages:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+INSTALL_MISSING = if [ -n "$$missing" ]; then build/apt-install.sh $$missing; fi
 
 # $(call INSTALL_COMMANDS,LIST): install the Debian packages of the commands of LIST that
 # are missing (COMMAND:PACKAGE, or COMMAND alone where the package has its name).
@@ -75,16 +83,24 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: test-package test-binary
+test: test-package test-binary test-compressed
 
 # tests/frozen and tests/firmware need the frozen binary: they run in the binary pass.
 test-package: venv system-deps
 	$(BIN)/python -m pytest -q -m "not onefile_only and not firmware and not arm_only"
 
-test-binary: venv system-deps $(TEST_BINARY) $(TEST_BUNDLE)
+test-binary: venv system-deps $(TEST_BINARY) $(TEST_COMPRESSED) $(TEST_BUNDLE)
 	$(BUILD_PYTHON) build/elf_report.py $(TEST_BINARY)
 	CARAMEL_EMBEDDED_CMD=$(abspath $(TEST_BINARY)) \
 		$(BIN)/python -m pytest -q -m "not in_process and not arm_only"
+
+# The binary pass runs the stored one-file form (the default, shipped form) through every
+# suite; tests/frozen/test_build.py checks there the compressed form's build (its bytes
+# again, its archive). This pass runs the compressed form through what its unpacking can
+# change: the real-server lifecycle and the launcher's tests.
+test-compressed: venv system-deps $(TEST_COMPRESSED)
+	CARAMEL_EMBEDDED_CMD=$(abspath $(TEST_COMPRESSED)) \
+		$(BIN)/python -m pytest -q -m "compressed_too and not in_process"
 
 # The same suites against the one-dir bundle (not part of `make test`, to keep it short).
 test-bundle: venv system-deps $(TEST_BUNDLE)
@@ -101,13 +117,17 @@ build-deps:
 	$(INSTALL_MISSING)
 
 $(TEST_BINARY): $(FREEZE_INPUTS) | build-deps
-	build/freeze.sh --arch $(HOST_ARCH) --form onefile --dist $(TEST_DIST)
+	build/freeze.sh --arch $(HOST_ARCH) --form onefile --store yes --dist $(TEST_DIST)
+
+$(TEST_COMPRESSED): $(FREEZE_INPUTS) | build-deps
+	build/freeze.sh --arch $(HOST_ARCH) --form onefile --store no --dist $(TEST_DIST)
 
 $(TEST_BUNDLE): $(FREEZE_INPUTS) | build-deps
 	build/freeze.sh --arch $(HOST_ARCH) --form onedir --dist $(TEST_DIST)
 
 binary: build-deps
-	build/freeze-in-root.sh --arch $(ARCH) --form onefile --ca-cert "$(CA_CERT)"
+	build/freeze-in-root.sh --arch $(ARCH) --form onefile --store $(or $(STORE_$(STORE)),$(STORE)) \
+		--ca-cert "$(CA_CERT)"
 
 bundle: build-deps
 	build/freeze-in-root.sh --arch $(ARCH) --form onedir --ca-cert "$(CA_CERT)"
@@ -137,11 +157,16 @@ bench-deps:
 # beside them the floors (bench/floor.py: a frozen Python doing the request with ssl alone,
 # and with urllib3 imported), frozen by the test binary's build venv, again only when changed.
 BENCH_FLOOR := .cache/bench-floor
-bench: venv system-deps bench-deps $(TEST_BINARY) $(TEST_BUNDLE)
+bench: venv system-deps bench-deps $(TEST_BINARY) $(TEST_COMPRESSED) $(TEST_BUNDLE)
 	bench/freeze_floor.sh $(HOST_ARCH) $(BENCH_FLOOR)
-	$(BIN)/python bench/run.py --binary $(TEST_BINARY) --bundle $(TEST_BUNDLE) \
-		--floor $(BENCH_FLOOR)/floor/floor --sizes-from $(dir $(TEST_DIST)) --sizes-from dist \
-		--arm-dist $(dir $(TEST_DIST))
+	$(BIN)/python bench/run.py --binary $(TEST_BINARY) --compressed $(TEST_COMPRESSED) \
+		--bundle $(TEST_BUNDLE) --floor $(BENCH_FLOOR)/floor/floor \
+		--sizes-from $(dir $(TEST_DIST)) --sizes-from dist --arm-dist $(dir $(TEST_DIST))
+
+# The squashfs part of `make bench` alone (bench/image_size.py): both one-file forms and the
+# bundle of every architecture built (the tests' builds, then dist/), four compressors.
+image-size: venv bench-deps $(TEST_BINARY) $(TEST_COMPRESSED) $(TEST_BUNDLE)
+	$(BIN)/python bench/image_size.py $(dir $(TEST_DIST)) dist
 
 test-unit: venv
 	$(BIN)/python -m pytest -q -m "not e2e and not onefile_only and not arm_only"
@@ -175,6 +200,11 @@ demo-stop: venv
 	@$(BIN)/python -m tests.e2e.demo_server stop
 
 # A demo server still running is stopped first: its state goes with .cache.
+# A release's version, written wherever it is written (build/set_version.py says where).
+set-version:
+	@test -n "$(VERSION)" || { echo "set-version: give VERSION=X.Y.Z" >&2; exit 2; }
+	$(PYTHON) build/set_version.py $(VERSION)
+
 # The man page is kept in the tree (make install needs no Python): write it again after
 # changing an option; tests/test_manpage.py fails until the tree holds what this writes.
 man: venv

@@ -1,14 +1,17 @@
 """``make bench``: what the frozen forms cost on the unchanged path, against curl.
 
 Prints figures, never asserts: a table per unchanged path (304, and 200 with the installed
-certificate), a size table per architecture, and PASS/FAIL per goal of issue 5. Every
-variant runs the same invocation against the same nginx on loopback:
+certificate), a size table per architecture with each form in squashfs images
+(bench/image_size.py), and PASS/FAIL per goal of issues 13 and 20. Every variant runs the
+same invocation against the same nginx on loopback:
 
 - ``baseline``: bench/baseline.sh (``openssl x509 -checkend`` + one ``curl``);
 - ``package``: ``python -m caramel_embedded`` from the project's venv;
-- ``one-file, $TMPDIR on disk``: the launcher unpacks into a directory on persistent storage;
-- ``one-file, $TMPDIR on tmpfs``: the same into a tmpfs mounted for the run (as on a device
-  whose /tmp is RAM);
+- ``one-file stored, $TMPDIR on disk``: the launcher unpacks into a directory on persistent
+  storage;
+- ``one-file stored, $TMPDIR on tmpfs``: the same into a tmpfs mounted for the run (as on a
+  device whose /tmp is RAM); the stored form copies the files it unpacks;
+- ``one-file compressed, $TMPDIR on tmpfs``: the form for raw flash, which inflates them;
 - ``one-dir``: the bundle's launcher;
 - two references, not shipped forms and judged by no goal (with ``--floor``): bench/floor.py
   frozen as the bundle is (bench/floor.spec), doing the baseline's request with ``ssl``
@@ -41,21 +44,31 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench import measure, server  # noqa: E402
+from bench import image_size, measure, server  # noqa: E402
 from testbed.tmpfs import tmpfs as mounted_tmpfs  # noqa: E402
 
 ARCHES = ("x86_64", "aarch64", "armhf")
-# Issue 13's goals (issue 5's were 3x and 2x; its floors showed them out of reach).
+# Issue 13's goals (issue 5's were 3x and 2x; its floors showed them out of reach), the
+# one-file ones for the compressed form (raw flash, where its bytes are what it costs).
 GOAL_ONEFILE_BYTES = 12_000_000
 GOAL_ONEFILE_RATIO = 4.6
-GOAL_ONEDIR_RATIO = 2.3
+# The bundle is judged by its own share over the urllib3 floor measured in the same rounds,
+# not by a total that the machine's swing decides (the team's decision after issue 13, whose
+# 2.3x total sat inside this VM's run-to-run swing): at most 0.25x baseline.
+GOAL_ONEDIR_OWN = 0.25
+# Issue 20's for the stored form (squashfs roots; its flash goals are bench/image_size.py's):
+# at most the bundle + 0.5x baseline (median of the per-round differences) and 3.0x.
+GOAL_STORED_RATIO = 3.0
+GOAL_STORED_OVER_BUNDLE = 0.5
 GOAL_UNPACKED_BYTES = 14_000_000
 GOAL_RSS_KIB = 40 * 1024
 SLOW_RUNS = 11
 ARM_RUNS = 10
 FLOOR = "reference: frozen Python + ssl, one raw request"
 FLOOR_URLLIB3 = "reference: the same + import urllib3"
-ONEFILE_TMPFS = "one-file, TMPDIR on tmpfs"
+ONEFILE_TMPFS = "one-file stored, TMPDIR on tmpfs"
+ONEFILE_DISK = "one-file stored, TMPDIR on disk"
+COMPRESSED_TMPFS = "one-file compressed, TMPDIR on tmpfs"
 ONEDIR = "one-dir bundle"
 
 
@@ -103,10 +116,11 @@ def _baseline_argv(command: list[str], world: server.World, path: str) -> list[s
 def _variants(
     world: server.World,
     work: Path,
+    *,
     binary: Path,
+    compressed: Path,
     bundle: Path,
     tmpfs: Path | None,
-    *,
     floor: Path | None,
 ) -> list[Variant]:
     environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"}
@@ -133,21 +147,22 @@ def _variants(
             environment,
         ),
         Variant(
-            "one-file, TMPDIR on disk",
+            ONEFILE_DISK,
             {path: _client_argv([str(binary)], world, path) for path in server.PATHS},
             {**environment, "TMPDIR": str(disk_unpack)},
             frozen=True,
         ),
     ]
     if tmpfs is not None:
-        variants.append(
-            Variant(
-                ONEFILE_TMPFS,
-                {path: _client_argv([str(binary)], world, path) for path in server.PATHS},
-                {**environment, "TMPDIR": str(tmpfs)},
-                frozen=True,
+        for name, onefile in ((ONEFILE_TMPFS, binary), (COMPRESSED_TMPFS, compressed)):
+            variants.append(
+                Variant(
+                    name,
+                    {path: _client_argv([str(onefile)], world, path) for path in server.PATHS},
+                    {**environment, "TMPDIR": str(tmpfs)},
+                    frozen=True,
+                )
             )
-        )
     variants.append(
         Variant(
             ONEDIR,
@@ -252,54 +267,45 @@ def _tree_bytes(directory: Path) -> tuple[int, int]:
     return sum(p.stat().st_size for p in files), len(files)
 
 
-def _squashfs_bytes(source: Path, mksquashfs: str | None) -> str:
-    """Bytes the source takes in an xz squashfs, the usual read-only firmware root."""
-    if mksquashfs is None:
-        return "(no mksquashfs)"
-    with tempfile.TemporaryDirectory(prefix="bench-squashfs-") as scratch:
-        content = Path(scratch) / "content"
-        if source.is_dir():
-            shutil.copytree(source, content, symlinks=True)
-        else:
-            content.mkdir()
-            shutil.copy2(source, content)
-        image = Path(scratch) / "image.sqfs"
-        subprocess.run(
-            [
-                *(mksquashfs, str(content), str(image)),
-                *("-comp", "xz", "-noappend", "-quiet", "-no-progress", "-all-root"),
-            ],
-            stdout=subprocess.DEVNULL,
-            check=True,
-        )
-        return f"{image.stat().st_size:,} B"
-
-
 def print_sizes(dists: list[Path]) -> dict[str, int]:
-    """Sizes of whatever builds exist, per architecture; returns the one-file sizes."""
-    mksquashfs = shutil.which("mksquashfs") or shutil.which("mksquashfs", path="/usr/sbin")
+    """Sizes of whatever builds exist, per architecture; returns the compressed one-file
+    sizes (the goal in bytes is that form's: on raw flash, its size is what it costs)."""
     print("\n### Size per architecture\n")
-    print(
-        "| arch | one-file binary | in squashfs (xz) | one-dir bundle (files) | in squashfs (xz) |"
-    )
-    print("|---|---:|---:|---:|---:|")
+    print("| arch | one-file, stored | one-file, compressed | one-dir bundle (files) |")
+    print("|---|---:|---:|---:|")
     onefile_sizes = {}
     for arch in ARCHES:
-        found = [d / arch for d in dists if (d / arch / "caramel-embedded").is_file()]
-        if not found:
-            print(f"| {arch} | not built | | not built | |")
-            continue
-        binary = found[0] / "caramel-embedded"
-        onefile_sizes[arch] = binary.stat().st_size
-        row = [arch, f"{onefile_sizes[arch]:,} B", _squashfs_bytes(binary, mksquashfs)]
-        bundle = found[0] / "caramel-embedded-dir"
-        if bundle.is_dir():
+        forms = image_size.forms_of(dists, arch)
+        row = [arch]
+        for form in (image_size.STORED, image_size.COMPRESSED):
+            row.append(f"{forms[form].stat().st_size:,} B" if form in forms else "not built")
+        if image_size.COMPRESSED in forms:
+            onefile_sizes[arch] = forms[image_size.COMPRESSED].stat().st_size
+        bundle = forms.get("one-dir bundle")
+        if bundle is not None:
             total, count = _tree_bytes(bundle)
-            row += [f"{total:,} B ({count})", _squashfs_bytes(bundle, mksquashfs)]
+            row.append(f"{total:,} B ({count})")
         else:
-            row += ["not built", ""]
+            row.append("not built")
         print("| " + " | ".join(row) + " |")
+    print("\n".join(image_size.report(dists)))
     return onefile_sizes
+
+
+def print_onedir_goal(by_name: dict[str, Variant]) -> None:
+    """The bundle's goal: its own share over the urllib3 floor, paired round by round."""
+    onedir, floor_urllib3 = by_name[ONEDIR], by_name.get(FLOOR_URLLIB3)
+    for path in server.PATHS:
+        if floor_urllib3 is None:
+            print(f"- FAIL: {ONEDIR}, {path}: its own share not measured (run with --floor)")
+            continue
+        own = _per_round(onedir.ratios[path], floor_urllib3.ratios[path])
+        print(
+            f"- {'PASS' if own <= GOAL_ONEDIR_OWN else 'FAIL'}: {ONEDIR}, {path}: its own "
+            f"share over the urllib3 floor of the same rounds {own:.2f}x baseline, at most "
+            f"{GOAL_ONEDIR_OWN:g}x (the bundle in all: "
+            f"{statistics.median(onedir.ratios[path]):.2f}x)"
+        )
 
 
 def print_goals(variants: list[Variant], onefile_sizes: dict[str, int]) -> None:
@@ -310,10 +316,10 @@ def print_goals(variants: list[Variant], onefile_sizes: dict[str, int]) -> None:
     print("\n### Goals\n")
     for arch, size in onefile_sizes.items():
         print(
-            f"- {verdict(size <= GOAL_ONEFILE_BYTES)}: one-file binary ({arch}) "
+            f"- {verdict(size <= GOAL_ONEFILE_BYTES)}: one-file compressed ({arch}) "
             f"{size:,} B, at most {GOAL_ONEFILE_BYTES:,} B"
         )
-    goals = [(ONEFILE_TMPFS, GOAL_ONEFILE_RATIO), (ONEDIR, GOAL_ONEDIR_RATIO)]
+    goals = [(ONEFILE_TMPFS, GOAL_STORED_RATIO), (COMPRESSED_TMPFS, GOAL_ONEFILE_RATIO)]
     for name, limit in goals:
         variant = by_name.get(name)
         if variant is None:
@@ -325,13 +331,24 @@ def print_goals(variants: list[Variant], onefile_sizes: dict[str, int]) -> None:
                 f"- {verdict(ratio <= limit)}: {name}, {path}: {ratio:.2f}x baseline, "
                 f"at most {limit:g}x"
             )
-    onefile = by_name.get(ONEFILE_TMPFS)
-    for path in server.PATHS if onefile is not None else ():
-        unpacked = onefile.io[path].written_ram  # type: ignore[union-attr]
+    print_onedir_goal(by_name)
+    stored, onedir = by_name.get(ONEFILE_TMPFS), by_name[ONEDIR]
+    for path in server.PATHS if stored is not None else ():
+        # Paired: each round's stored ratio minus the bundle's ratio of the same round.
+        over = _per_round(stored.ratios[path], onedir.ratios[path])  # type: ignore[union-attr]
         print(
-            f"- {verdict(unpacked <= GOAL_UNPACKED_BYTES)}: {ONEFILE_TMPFS}, {path}: "
-            f"{unpacked:,} B unpacked per start, at most {GOAL_UNPACKED_BYTES:,} B"
+            f"- {verdict(over <= GOAL_STORED_OVER_BUNDLE)}: {ONEFILE_TMPFS}, {path}: the "
+            f"bundle + {over:.2f}x baseline (median of the rounds' differences), at most "
+            f"the bundle + {GOAL_STORED_OVER_BUNDLE:g}x"
         )
+    for name in (ONEFILE_TMPFS, COMPRESSED_TMPFS):
+        onefile = by_name.get(name)
+        for path in server.PATHS if onefile is not None else ():
+            unpacked = onefile.io[path].written_ram  # type: ignore[union-attr]
+            print(
+                f"- {verdict(unpacked <= GOAL_UNPACKED_BYTES)}: {name}, {path}: "
+                f"{unpacked:,} B unpacked per start, at most {GOAL_UNPACKED_BYTES:,} B"
+            )
     for variant in variants:
         if not variant.frozen or variant.reference:
             continue
@@ -344,7 +361,7 @@ def print_goals(variants: list[Variant], onefile_sizes: dict[str, int]) -> None:
         if variant.name.startswith("baseline") or variant.reference or not variant.io:
             continue
         written = max(io.written_persistent for io in variant.io.values())
-        shipped = variant.name != "one-file, TMPDIR on disk"
+        shipped = variant.name != ONEFILE_DISK
         label = "" if shipped else " (informative: the configuration to avoid)"
         print(
             f"- {verdict(written == 0)}: {variant.name}: {written:,} B written to "
@@ -368,7 +385,7 @@ def print_floors(variants: list[Variant], inflate: tuple[int, float]) -> None:
     """What the references say about the goals, from this run's figures."""
     by_name = {variant.name: variant for variant in variants}
     floor, floor_urllib3 = by_name.get(FLOOR), by_name.get(FLOOR_URLLIB3)
-    onedir, onefile = by_name[ONEDIR], by_name.get(ONEFILE_TMPFS)
+    onedir = by_name[ONEDIR]
     if floor is None or floor_urllib3 is None:
         return
     print("\n### What the floors say\n")
@@ -380,39 +397,36 @@ def print_floors(variants: list[Variant], inflate: tuple[int, float]) -> None:
         base_ms = statistics.median(_walls(variants[0], path)) * 1000
         ratio = {v.name: statistics.median(v.ratios[path]) for v in variants}
         urllib3_ms = _per_round(_walls(floor_urllib3, path), _walls(floor, path)) * 1000
-        left = GOAL_ONEDIR_RATIO - ratio[FLOOR_URLLIB3]
-        room = (
-            f"{left:.2f}x baseline ({left * base_ms:.1f} ms) left within the goal for the "
-            "client's own work"
-            if left > 0
-            else f"already {-left:.2f}x baseline ({-left * base_ms:.1f} ms) over the goal "
-            "before any client code"
-        )
         # The client's own share, measured in the same rounds as the floor it sits on: what
         # the machine's slow and quick moments do to both cancels out here.
         own_ms = _per_round(_walls(onedir, path), _walls(floor_urllib3, path)) * 1000
         own_ratio = _per_round(onedir.ratios[path], floor_urllib3.ratios[path])
         print(
             f"- {path}: frozen Python + ssl + one request: {ratio[FLOOR]:.2f}x baseline; "
-            f"+ import urllib3: {ratio[FLOOR_URLLIB3]:.2f}x baseline (the one-dir goal is "
-            f"{GOAL_ONEDIR_RATIO:g}x; the bundle: {ratio[ONEDIR]:.2f}x). The import of "
-            f"urllib3 alone: {urllib3_ms:.1f} ms, the baseline: {base_ms:.1f} ms; {room}. "
-            f"The client's own (the bundle minus this floor): {own_ms:.1f} ms, "
-            f"{own_ratio:.2f}x baseline."
+            f"+ import urllib3: {ratio[FLOOR_URLLIB3]:.2f}x baseline (the bundle: "
+            f"{ratio[ONEDIR]:.2f}x). The import of urllib3 alone: {urllib3_ms:.1f} ms, the "
+            f"baseline: {base_ms:.1f} ms. The client's own (the bundle minus this floor): "
+            f"{own_ms:.1f} ms, {own_ratio:.2f}x baseline (its goal: at most "
+            f"{GOAL_ONEDIR_OWN:g}x)."
         )
-        if onefile is None:
-            print(f"- {path}: one-file on tmpfs: not measured (a tmpfs needs root)")
-            continue
-        unpack_ms = _per_round(_walls(onefile, path), _walls(onedir, path)) * 1000
-        unpack_ratio = _per_round(onefile.ratios[path], onedir.ratios[path])
-        lowest = ratio[FLOOR_URLLIB3] + unpack_ratio
-        print(
-            f"- {path}: one-file on tmpfs minus one-dir bundle: {unpack_ms:.1f} ms "
-            f"(mostly unpacking {_megabytes(onefile.io[path].written_ram)} and removing it), "
-            f"alone {unpack_ratio:.2f}x baseline; with the urllib3 floor, a one-file "
-            f"client is at least {lowest:.2f}x baseline (the one-file goal is "
-            f"{GOAL_ONEFILE_RATIO:g}x; the binary: {ratio[ONEFILE_TMPFS]:.2f}x)."
-        )
+        for name, goal in (
+            (ONEFILE_TMPFS, GOAL_STORED_RATIO),
+            (COMPRESSED_TMPFS, GOAL_ONEFILE_RATIO),
+        ):
+            onefile = by_name.get(name)
+            if onefile is None:
+                print(f"- {path}: {name}: not measured (a tmpfs needs root)")
+                continue
+            unpack_ms = _per_round(_walls(onefile, path), _walls(onedir, path)) * 1000
+            unpack_ratio = _per_round(onefile.ratios[path], onedir.ratios[path])
+            lowest = ratio[FLOOR_URLLIB3] + unpack_ratio
+            print(
+                f"- {path}: {name} minus one-dir bundle: {unpack_ms:.1f} ms (mostly "
+                f"unpacking {_megabytes(onefile.io[path].written_ram)} and removing it), "
+                f"alone {unpack_ratio:.2f}x baseline; with the urllib3 floor, this one-file "
+                f"form is at least {lowest:.2f}x baseline (its goal is {goal:g}x; the "
+                f"binary: {ratio[name]:.2f}x)."
+            )
     inflated, seconds = inflate
     path = server.PATHS[0]
     base_ms = statistics.median(_walls(variants[0], path)) * 1000
@@ -420,10 +434,11 @@ def print_floors(variants: list[Variant], inflate: tuple[int, float]) -> None:
     lowest = statistics.median(floor.ratios[path]) + inflate_ratio
     print(
         f"- {path}: zlib alone, in memory, inflating the {_megabytes(inflated)} that the "
-        f"one-file launcher unpacks at every start: {seconds * 1000:.1f} ms, "
-        f"{inflate_ratio:.2f}x baseline; with the frozen Python + ssl floor, a one-file "
-        f"binary of this payload is at least {lowest:.2f}x baseline whatever the client "
-        f"does (the one-file goal is {GOAL_ONEFILE_RATIO:g}x)."
+        f"compressed one-file launcher unpacks at every start: {seconds * 1000:.1f} ms, "
+        f"{inflate_ratio:.2f}x baseline (the stored form copies them instead); with the "
+        f"frozen Python + ssl floor, a compressed one-file binary of this payload is at "
+        f"least {lowest:.2f}x baseline whatever the client does (its goal is "
+        f"{GOAL_ONEFILE_RATIO:g}x)."
     )
 
 
@@ -433,8 +448,8 @@ from PyInstaller.archive.readers import CArchiveReader
 reader = CArchiveReader(sys.argv[1])
 blobs = []
 with open(sys.argv[1], "rb") as binary:
-    for offset, length, _size, compressed, _kind in reader.toc.values():
-        if compressed:
+    for offset, length, _size, compressed, kind in reader.toc.values():
+        if compressed and kind in ("b", "x"):
             binary.seek(reader._start_offset + offset)
             blobs.append(binary.read(length))
 times, size = [], 0
@@ -447,8 +462,8 @@ print(size, statistics.median(times))
 
 
 def inflate_floor(binary: Path) -> tuple[int, float]:
-    """Bytes the one-file launcher inflates at every start, and the seconds zlib alone
-    takes for them here (median of 7, in memory, no file written): the part of its start
+    """Bytes the compressed one-file launcher inflates at every start, and the seconds zlib
+    alone takes for them here (median of 7, in memory, no file written): the part of its start
     that no change to the client's code can remove."""
     build_python = REPO / ".cache" / f"build-venv-{_arch_of(binary)}" / "bin" / "python"
     probe = subprocess.run(
@@ -480,7 +495,7 @@ def measure_slow_path(variants: list[Variant], world: server.World, work: Path) 
     timed run): what the deferred files cost when a run needs cryptography."""
     gnu_time = "/usr/bin/time"
     strace = shutil.which("strace") or "strace"
-    chosen = [v for v in variants if v.name in (ONEFILE_TMPFS, ONEDIR)]
+    chosen = [v for v in variants if v.name in (ONEFILE_TMPFS, COMPRESSED_TMPFS, ONEDIR)]
     slow = SlowPath()
     copies = work / "renewal"
     copies.mkdir()
@@ -499,7 +514,8 @@ def measure_slow_path(variants: list[Variant], world: server.World, work: Path) 
         shutil.copy2(world.combined_file, target)
 
     for round_index in range(SLOW_RUNS + 1):
-        order = chosen if round_index % 2 == 0 else chosen[::-1]
+        shift = round_index % len(chosen)
+        order = chosen[shift:] + chosen[:shift]
         for variant in order:
             fresh()
             run = measure.run_once(argv(variant), variant.env)
@@ -531,7 +547,7 @@ def print_slow_path(variants: list[Variant], slow: SlowPath) -> None:
     print(f"\n### Slow path: a renewed certificate installed (median of {SLOW_RUNS})\n")
     print("| variant | wall, median | peak RSS | written to tmpfs | written to disk |")
     print("|---|---:|---:|---:|---:|")
-    for name in (ONEFILE_TMPFS, ONEDIR):
+    for name in (ONEFILE_TMPFS, COMPRESSED_TMPFS, ONEDIR):
         io = slow.io[name]
         print(
             f"| {name} | {statistics.median(slow.walls[name]):.3f} s | "
@@ -539,7 +555,7 @@ def print_slow_path(variants: list[Variant], slow: SlowPath) -> None:
             f"{_megabytes(io.written_persistent)} |"
         )
     print(
-        f"\nThe deferred files' extra cost on this path: one-file minus bundle is "
+        f"\nThe deferred files' extra cost on this path: the stored one-file minus the bundle is "
         f"{slow_gap:.1f} ms here against {fast_gap * 1000:.1f} ms on the unchanged path "
         f"({path}), so about {slow_gap - fast_gap * 1000:.1f} ms and "
         f"{_megabytes(written - fast_written)} more written to the tmpfs when a run needs "
@@ -561,12 +577,13 @@ print(sum(e[2] for e in CArchiveReader(sys.argv[1]).toc.values() if e[-1] in "bx
 
 
 def print_arm(arm_dist: Path, world: server.World, tmpfs: Path | None, build_python: Path) -> None:
-    """The two forms of each ARM build under qemu-user, on the 304 path (no goal)."""
+    """The three forms of each ARM build under qemu-user, on the 304 path (no goal)."""
     rows = []
     for arch in ARCHES[1:]:
         binary = arm_dist / arch / "caramel-embedded"
+        compressed = arm_dist / arch / "caramel-embedded-compressed"
         bundle = arm_dist / arch / "caramel-embedded-dir" / "caramel-embedded"
-        if not binary.is_file() or not bundle.is_file():
+        if not binary.is_file() or not compressed.is_file() or not bundle.is_file():
             rows.append(f"| {arch} | not built | | | |")
             continue
         root = subprocess.run(
@@ -589,24 +606,30 @@ def print_arm(arm_dist: Path, world: server.World, tmpfs: Path | None, build_pyt
                 check=True,
             ).stdout
         )
-        walls: dict[str, list[float]] = {"one-file": [], "one-dir": []}
-        forms = {"one-file": binary, "one-dir": bundle}
+        forms = {"stored": binary, "compressed": compressed, "one-dir": bundle}
+        walls: dict[str, list[float]] = {form: [] for form in forms}
         for round_index in range(ARM_RUNS + 1):
-            for form, path in forms.items() if round_index % 2 else reversed(forms.items()):
+            shift = round_index % len(forms)
+            order = [*forms.items()][shift:] + [*forms.items()][:shift]
+            for form, path in order:
                 run = measure.run_once(_client_argv([str(path)], world, "not_modified"), env)
                 if run.status != 0:
                     raise SystemExit(f"bench: {arch} {form} exited {run.status}")
                 if round_index:
                     walls[form].append(run.wall_seconds)
         rows.append(
-            f"| {arch} | {statistics.median(walls['one-file']):.2f} s | {unpacked:,} B | "
-            f"{statistics.median(walls['one-dir']):.2f} s | 0 B |"
+            f"| {arch} | {statistics.median(walls['stored']):.2f} s | "
+            f"{statistics.median(walls['compressed']):.2f} s | {unpacked:,} B | "
+            f"{statistics.median(walls['one-dir']):.2f} s |"
         )
     print(
         f"\n### ARM under qemu-user (emulated, no goal): 304, TMPDIR on a tmpfs, median "
         f"of {ARM_RUNS}\n"
     )
-    print("| arch | one-file | unpacked per start | one-dir bundle | unpacked per start |")
+    print(
+        "| arch | one-file, stored | one-file, compressed | unpacked per start (both) "
+        "| one-dir bundle |"
+    )
     print("|---|---:|---:|---:|---:|")
     for row in rows:
         print(row)
@@ -614,7 +637,12 @@ def print_arm(arm_dist: Path, world: server.World, tmpfs: Path | None, build_pyt
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--binary", type=Path, required=True, help="the one-file binary")
+    parser.add_argument(
+        "--binary", type=Path, required=True, help="the stored one-file binary (the default)"
+    )
+    parser.add_argument(
+        "--compressed", type=Path, required=True, help="the compressed one-file binary"
+    )
     parser.add_argument("--bundle", type=Path, required=True, help="the one-dir launcher")
     parser.add_argument(
         "--floor",
@@ -638,9 +666,10 @@ def main(argv: list[str]) -> int:
             variants = _variants(
                 world,
                 work,
-                arguments.binary.resolve(),
-                arguments.bundle.resolve(),
-                tmpfs,
+                binary=arguments.binary.resolve(),
+                compressed=arguments.compressed.resolve(),
+                bundle=arguments.bundle.resolve(),
+                tmpfs=tmpfs,
                 floor=arguments.floor.resolve() if arguments.floor else None,
             )
             print(
@@ -653,7 +682,7 @@ def main(argv: list[str]) -> int:
             sizes = print_sizes(arguments.sizes_from)
             print_goals(variants, sizes)
             print_slow_path(variants, slow)
-            print_floors(variants, inflate_floor(arguments.binary.resolve()))
+            print_floors(variants, inflate_floor(arguments.compressed.resolve()))
             if arguments.arm_dist is not None:
                 build_python = (
                     REPO / ".cache" / f"build-venv-{_arch_of(arguments.binary)}" / "bin" / "python"

@@ -41,12 +41,9 @@ ensure_host_tools() {
 	command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing="$missing debootstrap"
 	[ -x /usr/bin/qemu-aarch64-static ] && [ -x /usr/bin/qemu-arm-static ] || missing="$missing qemu-user-static"
 	command -v update-binfmts >/dev/null 2>&1 || [ -x /usr/sbin/update-binfmts ] || missing="$missing binfmt-support"
-	if [ -n "$missing" ]; then
-		echo "${0##*/}: installing host packages:$missing" >&2
-		apt-get update -qq
-		# shellcheck disable=SC2086 # a list of package names
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
-	fi
+	# REPO is set by the script that sources this file.
+	# shellcheck disable=SC2086,SC2153 # a list of package names
+	[ -z "$missing" ] || "$REPO/build/apt-install.sh" $missing
 }
 
 # Make sure the kernel runs QEMU_ARCH binaries through qemu-user-static, with the F flag

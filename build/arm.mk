@@ -8,8 +8,9 @@
 #   make arm-glibc-root ARCH=...       the root holding nothing but glibc  .cache/roots/ARCH/glibc-only
 #   make binary ARCH=... / make bundle ARCH=...   dist/ARCH/, through build/freeze-in-root.sh
 #
-# The ARM pass freezes each architecture without a CA into .cache/test-dist/ARCH (rebuilt
-# only when something that goes into it changed), then runs, with every invocation under
+# The ARM pass freezes each architecture without a CA into .cache/test-dist/ARCH (both
+# one-file forms and the bundle; rebuilt only when something that goes into it changed),
+# then runs, against the stored one-file form (the default), with every invocation under
 # qemu-user and nothing but the target's glibc to load (QEMU_LD_PREFIX = the glibc-only
 # root), the tests ARM_SUITE selects by their markers: the process-level tests marked `arm`
 # and tests/arm (the binary and the bundle in the glibc-only root under chroot, the glibc
@@ -43,17 +44,23 @@ arm-glibc-root:
 	build/glibc-root.sh $(ARCH)
 
 .cache/test-dist/%/caramel-embedded: $(FREEZE_INPUTS) $(ARM_SCRIPTS)
-	build/freeze-in-root.sh --arch $* --form onefile --dist .cache/test-dist/$*
+	build/freeze-in-root.sh --arch $* --form onefile --store yes --dist .cache/test-dist/$*
 
-# After the one-file form of the same architecture (order only): the two share a root and
+# One after the other within an architecture (order only): the freezes share a root and
 # its venv and take turns (a lock), so `make -j2` builds the two architectures side by side.
-.cache/test-dist/%/caramel-embedded-dir/caramel-embedded: $(FREEZE_INPUTS) $(ARM_SCRIPTS) \
+# The compressed form: tests/arm checks its build (the same bytes twice, its archive).
+.cache/test-dist/%/caramel-embedded-compressed: $(FREEZE_INPUTS) $(ARM_SCRIPTS) \
 		| .cache/test-dist/%/caramel-embedded
+	build/freeze-in-root.sh --arch $* --form onefile --store no --dist .cache/test-dist/$*
+
+.cache/test-dist/%/caramel-embedded-dir/caramel-embedded: $(FREEZE_INPUTS) $(ARM_SCRIPTS) \
+		| .cache/test-dist/%/caramel-embedded-compressed
 	build/freeze-in-root.sh --arch $* --form onedir --dist .cache/test-dist/$*
 
 # The host's build venv (made by the host freeze) gives build/elf_report.py PyInstaller's
 # archive reader, to look inside the ARM one-file binaries.
 $(addprefix test-arm-,$(ARM_ARCHES)): test-arm-%: venv system-deps $(TEST_BINARY) .cache/test-dist/%/caramel-embedded \
+		.cache/test-dist/%/caramel-embedded-compressed \
 		.cache/test-dist/%/caramel-embedded-dir/caramel-embedded
 	@glibc_root=$$(build/glibc-root.sh $*) && \
 	echo "test-arm: $* under qemu-user, QEMU_LD_PREFIX=$$glibc_root" && \

@@ -2,10 +2,12 @@
 # Freeze caramel-embedded for a foreign architecture: build/freeze.sh, run inside that
 # architecture's Debian root (build/rootfs.sh) under qemu-user emulation.
 #
-#   build/freeze-in-root.sh --arch aarch64|armhf --form onefile|onedir [--ca-cert PATH] [--dist DIR]
+#   build/freeze-in-root.sh --arch aarch64|armhf --form onefile|onedir [--store yes|no]
+#                           [--ca-cert PATH] [--dist DIR]
 #
-# The arguments are build/freeze.sh's, and so is the output (DIR/caramel-embedded or
-# DIR/caramel-embedded-dir/, default dist/ARCH, with the .buildinfo beside it). With the
+# The arguments are build/freeze.sh's, and so is the output (DIR/caramel-embedded,
+# DIR/caramel-embedded-compressed or DIR/caramel-embedded-dir/, default dist/ARCH, with the
+# .buildinfo beside it). With the
 # host's own ARCH this is build/freeze.sh itself, so a caller may use this script for every
 # architecture.
 #

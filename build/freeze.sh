@@ -1,15 +1,21 @@
 #!/bin/sh
 # Freeze caramel-embedded with PyInstaller: the one-file binary or the one-dir bundle.
 #
-#   build/freeze.sh --arch ARCH --form onefile|onedir [--ca-cert PATH] [--dist DIR]
+#   build/freeze.sh --arch ARCH --form onefile|onedir [--store yes|no] [--ca-cert PATH] [--dist DIR]
 #   build/freeze.sh --host-arch          print the ARCH name of this machine
 #
 # ARCH is x86_64, aarch64 or armhf; the output goes to DIR (default dist/ARCH):
-# DIR/caramel-embedded (onefile) or DIR/caramel-embedded-dir/caramel-embedded (onedir),
-# with DIR/<output>.buildinfo and its software bill of materials DIR/<output>.cdx.json
-# beside it (build/sbom.py). The same script is meant to run inside a foreign
-# architecture's root under emulation (issue 6), so it takes the architecture as a
-# parameter and checks that it is the one it runs on.
+# DIR/caramel-embedded (onefile, stored: the default), DIR/caramel-embedded-compressed
+# (onefile, --store no) or DIR/caramel-embedded-dir/caramel-embedded (onedir), with
+# DIR/<output>.buildinfo and its software bill of materials DIR/<output>.cdx.json beside
+# it (build/sbom.py). --store says how the one-file binary holds the files its launcher
+# unpacks at every start: stored as they are, for a compressed root filesystem, or
+# zlib-compressed, for raw flash (build/caramel-embedded.spec says why). The two forms
+# have names of their own so that both can sit in one directory (a release carries both)
+# and a file's name alone says which it is; the stored form keeps the plain name, being
+# the default that `make binary` builds and the firmware recipes install. The same script
+# is meant to run inside a foreign architecture's root under emulation, so it takes the
+# architecture as a parameter and checks that it is the one it runs on.
 #
 # Why each step:
 # - The tools come from build/requirements.lock (hashes, --require-hashes) into a venv of
@@ -43,6 +49,7 @@ host_arch() {
 
 ARCH=""
 FORM=""
+STORE=""
 CA_CERT=""
 DIST=""
 while [ $# -gt 0 ]; do
@@ -53,6 +60,7 @@ while [ $# -gt 0 ]; do
 		;;
 	--arch) ARCH=${2:?--arch needs a value} && shift 2 ;;
 	--form) FORM=${2:?--form needs a value} && shift 2 ;;
+	--store) STORE=${2:?--store needs a value} && shift 2 ;;
 	--ca-cert) CA_CERT=${2:-} && shift 2 ;;
 	--dist) DIST=${2:?--dist needs a value} && shift 2 ;;
 	*) die "unknown argument: $1 (see the comment at the top of build/freeze.sh)" ;;
@@ -68,6 +76,13 @@ case "$FORM" in
 onefile | onedir) ;;
 *) die "--form onefile|onedir is required" ;;
 esac
+case "$FORM:$STORE" in
+onefile: | onefile:yes) STORE=yes OUTPUT_NAME=caramel-embedded ;;
+onefile:no) OUTPUT_NAME=caramel-embedded-compressed ;;
+onefile:*) die "--store $STORE: expected yes or no" ;;
+onedir:) OUTPUT_NAME=caramel-embedded-dir ;;
+*) die "--store is for the one-file form (the bundle unpacks nothing)" ;;
+esac
 if [ "$ARCH" != "$(host_arch)" ]; then
 	die "ARCH=$ARCH on a $(host_arch) machine: run build/freeze-in-root.sh --arch $ARCH (foreign architectures build in an emulated root)"
 fi
@@ -77,7 +92,11 @@ mkdir -p "$DIST"
 DIST=$(cd "$DIST" && pwd)
 VENV=${BUILD_VENV:-"$REPO/.cache/build-venv-$ARCH"}
 PYTHON=${PYTHON:-python3}
-WORK="$REPO/build/work/$ARCH/$FORM"
+# One work directory per output (the two one-file forms may be frozen side by side).
+case "$OUTPUT_NAME" in
+caramel-embedded-compressed) WORK="$REPO/build/work/$ARCH/onefile-compressed" ;;
+*) WORK="$REPO/build/work/$ARCH/$FORM" ;;
+esac
 
 # --- the build venv ------------------------------------------------------------------
 venv_stamp() {
@@ -141,14 +160,20 @@ if [ -n "$CA_CERT" ]; then
 fi
 
 # --- freeze ------------------------------------------------------------------------
+if [ "$FORM" = onefile ]; then
+	set -- --store "$STORE" "$@"
+fi
 "$VENV/bin/pyinstaller" --noconfirm --log-level WARN \
 	--distpath "$DIST" --workpath "$WORK" \
 	"$BUILD_DIR/caramel-embedded.spec" -- --form "$FORM" "$@"
 
+OUTPUT="$DIST/$OUTPUT_NAME"
 if [ "$FORM" = onefile ]; then
-	OUTPUT="$DIST/caramel-embedded"
-else
-	OUTPUT="$DIST/caramel-embedded-dir"
+	# The form the name claims, read back from the archive's table of contents.
+	if ! "$VENV/bin/python" "$BUILD_DIR/archive_report.py" --expect "$STORE" "$OUTPUT" >&2; then
+		rm -f "$OUTPUT"
+		die "$OUTPUT did not hold its unpacked files as --store $STORE says: removed"
+	fi
 fi
 
 # --- the software bill of materials ---------------------------------------------------
@@ -159,6 +184,7 @@ fi
 {
 	echo "arch=$ARCH"
 	echo "form=$FORM"
+	[ "$FORM" = onedir ] || echo "store=$STORE"
 	echo "version=$(PYTHONPATH="$REPO" "$VENV/bin/python" -c 'import caramel_embedded; print(caramel_embedded.__version__)')"
 	echo "embedded_ca_sha256=$CA_FINGERPRINT"
 	echo "source_date_epoch=$SOURCE_DATE_EPOCH"

@@ -1,7 +1,7 @@
 # Installing caramel-embedded into a firmware image, and the checks of what it installs.
 # Included by the top Makefile; run from the repository's top directory.
 #
-#   make install DESTDIR=/path/to/rootfs PREFIX=/usr [FORM=onefile|onedir] [ARCH=...]
+#   make install DESTDIR=/path/to/rootfs PREFIX=/usr [FORM=onefile|onedir] [STORE=1|0] [ARCH=...]
 #                [INIT=systemd|sysv|both|none] [CA_CERT=fleet-ca.pem] [DIST=dir]
 #   make test-firmware     the checks of firmware-integration/ (tests/firmware)
 #   make firmware-deps     the Debian packages those checks use
@@ -12,6 +12,8 @@
 #
 # What goes where (PREFIX=/usr, SYSCONFDIR=/etc):
 #   FORM=onefile  /usr/bin/caramel-embedded                                   0755
+#                 (STORE=1, the default: dist/ARCH/caramel-embedded, for a compressed root
+#                 filesystem; STORE=0: dist/ARCH/caramel-embedded-compressed, for raw flash)
 #   FORM=onedir   /usr/lib/caramel-embedded/{caramel-embedded,_internal/...}  0755/0644
 #                 /usr/bin/caramel-embedded -> ../lib/caramel-embedded/caramel-embedded
 #   INIT=systemd  /usr/lib/systemd/system/caramel-embedded.{service,timer}   0644
@@ -49,6 +51,8 @@ FIRMWARE_INIT = $(subst both,systemd sysv,$(INIT))
 FIRMWARE_DIR := firmware-integration
 FIRMWARE_SHARE = $(DATADIR)/caramel-embedded
 FIRMWARE_BUNDLE_DIR = $(LIBDIR)/caramel-embedded
+# The one-file form `make binary STORE=...` built (the top Makefile's STORE, default 1).
+FIRMWARE_ONEFILE = $(if $(filter 0 no,$(STORE)),caramel-embedded-compressed,caramel-embedded)
 # The installed files name the installed paths.
 FIRMWARE_SED = sed \
 	-e 's|/usr/bin/caramel-embedded|$(BINDIR)/caramel-embedded|g' \
@@ -81,10 +85,10 @@ ifeq ($(FORM),onedir)
 	chmod -R u=rwX,go=rX "$(DESTDIR)$(FIRMWARE_BUNDLE_DIR)"
 	ln -s -r "$(DESTDIR)$(FIRMWARE_BUNDLE_DIR)/caramel-embedded" "$(DESTDIR)$(BINDIR)/caramel-embedded"
 else
-	@test -x "$(DIST)/caramel-embedded" || { \
-		echo "install: no binary at $(DIST)/caramel-embedded: run make binary ARCH=$(ARCH) first" >&2; exit 2; }
+	@test -x "$(DIST)/$(FIRMWARE_ONEFILE)" || { \
+		echo "install: no binary at $(DIST)/$(FIRMWARE_ONEFILE): run make binary ARCH=$(ARCH) STORE=$(STORE) first" >&2; exit 2; }
 	rm -rf "$(DESTDIR)$(FIRMWARE_BUNDLE_DIR)" "$(DESTDIR)$(BINDIR)/caramel-embedded"
-	install -D -m 0755 "$(DIST)/caramel-embedded" "$(DESTDIR)$(BINDIR)/caramel-embedded"
+	install -D -m 0755 "$(DIST)/$(FIRMWARE_ONEFILE)" "$(DESTDIR)$(BINDIR)/caramel-embedded"
 endif
 
 install-init: install-check
@@ -147,8 +151,10 @@ firmware-deps:
 # reused), else dist/ARCH/caramel-embedded and dist/ARCH/caramel-embedded-dir.
 FIRMWARE_TEST_BINARY ?= $(or $(TEST_BINARY),dist/$(ARCH)/caramel-embedded)
 FIRMWARE_TEST_BUNDLE ?= $(or $(TEST_BUNDLE),dist/$(ARCH)/caramel-embedded-dir/caramel-embedded)
+FIRMWARE_TEST_COMPRESSED ?= $(or $(TEST_COMPRESSED),dist/$(ARCH)/caramel-embedded-compressed)
 
-test-firmware: venv firmware-deps $(FIRMWARE_TEST_BINARY) $(FIRMWARE_TEST_BUNDLE)
+test-firmware: venv firmware-deps $(FIRMWARE_TEST_BINARY) $(FIRMWARE_TEST_COMPRESSED) \
+		$(FIRMWARE_TEST_BUNDLE)
 	CARAMEL_EMBEDDED_BINARY=$(abspath $(FIRMWARE_TEST_BINARY)) $(BIN)/python -m pytest -q tests/firmware
 
 # The binary pass of `make test` runs tests/firmware too: their tools come with the other

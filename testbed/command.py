@@ -72,10 +72,13 @@ def run_client(
     args: Sequence[str],
     env: Mapping[str, str] | None = None,
     timeout: float = 60,
+    *,
+    wrapper: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """Run one invocation to its end and return its status and output."""
+    """Run one invocation to its end and return its status and output. ``wrapper``: a
+    command that runs it (``setpriv`` to run it as another user, for instance)."""
     return subprocess.run(
-        [*client_command(), *args],
+        [*wrapper, *client_command(), *args],
         env=clean_environment(env),
         capture_output=True,
         text=True,

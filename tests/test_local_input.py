@@ -7,7 +7,6 @@ import os
 import pwd
 import shutil
 import stat
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from caramel_embedded import pem
 from testbed.ca_factory import make_authority
-from testbed.command import clean_environment, client_command
+from testbed.command import run_client
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 from tests.test_protocol import assert_error, blocks, enrolled, installed, snapshot
@@ -123,15 +122,7 @@ def test_directory_an_unprivileged_user_cannot_make_is_127_and_creates_nothing(
     file = shared_directory / "var" / "lib" / "caramel" / "client.pem"
     client.file, client.ca_file = file, ca_file
     as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-    result = subprocess.run(
-        [*as_nobody, *client_command(), *client.args("--status")],
-        env=clean_environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    result = run_client(client.args("--status"), wrapper=as_nobody)
     assert_error(result, str(file), f"cannot create {shared_directory / 'var'}", "ermission")
     assert "reason=input" in result.stdout
     assert entries(shared_directory) == ["ca.pem"]

@@ -9,7 +9,6 @@ binary in the binary pass).
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -21,18 +20,14 @@ import pytest
 
 from caramel_embedded import options
 from testbed.command import run_client
+from tests.script_module import load
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "firmware-integration" / "caramel-embedded.1"
 
 
-def manpage_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("manpage", REPO / "build" / "manpage.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def manpage() -> ModuleType:
+    return load(REPO / "build" / "manpage.py", "manpage")
 
 
 def words(text: str) -> str:
@@ -71,7 +66,7 @@ def help_entries(help_text: str) -> dict[str, str]:
 
 
 def test_the_page_in_the_tree_is_the_one_the_table_writes() -> None:
-    assert PAGE.read_text() == manpage_script().render(), "run `make man` and commit the page"
+    assert PAGE.read_text() == manpage().render(), "run `make man` and commit the page"
 
 
 def test_man_shows_every_entry_of_help_in_the_same_words() -> None:
@@ -90,7 +85,7 @@ def test_man_shows_every_entry_of_help_in_the_same_words() -> None:
 
 def test_a_changed_option_is_caught(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The comparison can fail: a page written from another table differs from --help."""
-    script = manpage_script()
+    script = manpage()
     timeout = help_entries(options.help_text())["--timeout SECONDS"]
     changed = tuple(
         (names, value, "another meaning" if names == ("--timeout",) else meaning)

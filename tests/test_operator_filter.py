@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import importlib.util
-import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from testbed.ca_factory import make_authority, name, new_key, pem_of
+from tests.script_module import load
 
 pytestmark = pytest.mark.in_process
 
@@ -28,18 +26,7 @@ FILTER_PATH = (
 SHA = "ab" * 32
 
 
-def load_filter() -> ModuleType:
-    """The module as the operator deploys it: one file, imported by its name."""
-    spec = importlib.util.spec_from_file_location("caramel_conditional", FILTER_PATH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["caramel_conditional"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-conditional = load_filter()
+conditional = load(FILTER_PATH, "caramel_conditional")
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,13 @@ document is tested on the frozen builds (tests/frozen/test_sbom.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import pyexpat
 import shutil
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from tests.script_module import load
 
 # build/sbom.py in this process: the package pass only.
 pytestmark = pytest.mark.in_process
@@ -20,17 +19,7 @@ pytestmark = pytest.mark.in_process
 BUILD = Path(__file__).resolve().parents[1] / "build"
 
 
-def load_sbom() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("sbom_build", BUILD / "sbom.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks itself up there
-    spec.loader.exec_module(module)
-    return module
-
-
-sbom = load_sbom()
+sbom = load(BUILD / "sbom.py", "sbom_build")
 
 
 @pytest.mark.parametrize(

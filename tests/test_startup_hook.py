@@ -12,30 +12,21 @@ In-process tests of a module of the build: the package pass only (``in_process``
 from __future__ import annotations
 
 import encodings.idna as real_idna
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from tests.script_module import load
 
 pytestmark = pytest.mark.in_process
 
 BUILD = Path(__file__).resolve().parents[1] / "build"
 
 
-def load_startup() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("caramel_startup", BUILD / "caramel_startup.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-startup = load_startup()
+startup = load(BUILD / "caramel_startup.py", "caramel_startup")
 
 NAMES = [
     "",

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.folder_markers import mark_folder
-from tests.frozen.conftest import read_buildinfo
+from tests.frozen.conftest import ONEFILE_NAMES, read_buildinfo
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,7 +52,12 @@ class ArmBuild:
 
     @property
     def onefile(self) -> Path:
-        return self.dist / "caramel-embedded"
+        """The stored one-file form (the default; the one the ARM pass runs)."""
+        return self.dist / ONEFILE_NAMES["yes"]
+
+    def onefile_stored(self, store: str) -> Path:
+        """The one-file form by build/freeze.sh's --store ('yes', 'no')."""
+        return self.dist / ONEFILE_NAMES[store]
 
     @property
     def onedir(self) -> Path:
@@ -95,7 +100,11 @@ def arm_build() -> ArmBuild:
         pytest.fail(f"no emulation for {arch}: {error} (build/rootfs.sh sets it up)")
     if not enabled:
         pytest.fail(f"{binfmt} is disabled: {arch} binaries cannot run here")
-    for path in (build.onefile, build.onedir / "caramel-embedded", build.build_python):
+    for path in (
+        *(build.onefile_stored(store) for store in ONEFILE_NAMES),
+        build.onedir / "caramel-embedded",
+        build.build_python,
+    ):
         if not path.is_file():
             pytest.fail(f"{path}: missing; build it with `make test-arm`")
     if not (build.glibc_root / "lib").exists():

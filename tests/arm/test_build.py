@@ -1,5 +1,7 @@
 """The ARM builds themselves: the right machine, nothing needed but glibc, the floor the
-docs/firmware-integration.md states, and the same bytes from two builds of one commit.
+docs/firmware-integration.md states, and, for both one-file forms (stored and compressed),
+the same bytes from two builds of one commit and an archive that holds its unpacked files
+as the name says.
 
 The facts are read from the bytes by build/elf_report.py (the launcher and every library
 packed inside the one-file binary; every ELF file of the bundle).
@@ -7,6 +9,7 @@ packed inside the one-file binary; every ELF file of the bundle).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -15,7 +18,13 @@ import pytest
 
 from tests.arm.conftest import ELF_MACHINE, REPO, ArmBuild
 from tests.firmware.test_recipes import GLIBC_FLOORS
-from tests.frozen.conftest import assert_readme_states_glibc_floor, elf_report
+from tests.frozen.conftest import (
+    ONEFILE_FORMS,
+    archive_report,
+    assert_readme_states_glibc_floor,
+    elf_report,
+    read_buildinfo,
+)
 
 FREEZE_IN_ROOT = REPO / "build" / "freeze-in-root.sh"
 
@@ -40,15 +49,17 @@ def test_the_readme_states_the_measured_glibc_floor(arm_build: ArmBuild) -> None
     assert_readme_states_glibc_floor(arm_build.arch, floor, arm_build.onefile)
 
 
-def test_two_builds_of_one_commit_give_the_same_bytes(arm_build: ArmBuild, tmp_path: Path) -> None:
-    epoch = arm_build.buildinfo("onefile")["source_date_epoch"]
+@pytest.mark.parametrize("form", ONEFILE_FORMS)
+def test_two_builds_of_one_commit_give_the_same_bytes(
+    arm_build: ArmBuild, form: str, tmp_path: Path
+) -> None:
+    """Both one-file forms (the stored one the pass runs, and the compressed one)."""
+    built = arm_build.onefile_stored(ONEFILE_FORMS[form])
+    epoch = read_buildinfo(built.with_name(built.name + ".buildinfo"))["source_date_epoch"]
     again = subprocess.run(
         [
             str(FREEZE_IN_ROOT),
-            "--arch",
-            arm_build.arch,
-            "--form",
-            "onefile",
+            *("--arch", arm_build.arch, "--form", "onefile", "--store", ONEFILE_FORMS[form]),
             "--dist",
             str(tmp_path / "dist"),
         ],
@@ -59,6 +70,20 @@ def test_two_builds_of_one_commit_give_the_same_bytes(arm_build: ArmBuild, tmp_p
         check=False,
     )
     assert again.returncode == 0, again.stderr
-    rebuilt = tmp_path / "dist" / "caramel-embedded"
-    assert rebuilt.stat().st_size == arm_build.onefile.stat().st_size
-    assert rebuilt.read_bytes() == arm_build.onefile.read_bytes()
+    rebuilt = tmp_path / "dist" / built.name
+    assert rebuilt.stat().st_size == built.stat().st_size
+    assert rebuilt.read_bytes() == built.read_bytes()
+
+
+@pytest.mark.parametrize("form", ONEFILE_FORMS)
+def test_each_one_file_form_holds_its_unpacked_files_as_its_name_says(
+    arm_build: ArmBuild, form: str
+) -> None:
+    """The archive's table of contents, read as on the host (build/archive_report.py)."""
+    built = arm_build.onefile_stored(ONEFILE_FORMS[form])
+    result = archive_report(arm_build.build_python, "--json", str(built))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["form"] == form
+    assert summary["unpacked_files"] > 0
+    assert (summary["archive_bytes"] == summary["unpacked_bytes"]) == (form == "stored")

@@ -21,8 +21,6 @@ from tests.frozen.test_sbom import (
     beside,
 )
 
-pytestmark = pytest.mark.arm
-
 
 def launcher(output: Path) -> Path:
     return output / "caramel-embedded" if output.is_dir() else output

@@ -15,7 +15,7 @@ import pytest
 from testbed.harness import CaramelStack
 from tests.e2e.lifecycle import STEPS, Lifecycle
 
-pytestmark = [pytest.mark.e2e, pytest.mark.arm]
+pytestmark = [pytest.mark.e2e, pytest.mark.arm, pytest.mark.compressed_too]
 
 CLIENT_ID = "e2e-device-01"
 # The steps in which the administrator signs the device's request.

@@ -133,6 +133,24 @@ def test_onedir_tree_and_switching_forms(
     runs(link)
 
 
+def test_store_0_installs_the_compressed_form_under_the_same_name(
+    frozen_binary: Path, tmp_path: Path
+) -> None:
+    """For raw flash: `make binary STORE=0` leaves dist/ARCH/caramel-embedded-compressed,
+    and `make install STORE=0` puts it where the stored form goes by default."""
+    compressed = frozen_binary.parent / "caramel-embedded-compressed"
+    stored = frozen_binary.parent / "caramel-embedded"
+    if not compressed.is_file() or not stored.is_file():
+        pytest.fail(f"no two one-file forms in {frozen_binary.parent}: make builds both")
+    destdir = tmp_path / "destdir"
+    for store, source in (("STORE=0", compressed), ("STORE=1", stored)):
+        result = make_install(destdir, frozen_binary.parent, "FORM=onefile", store, "INIT=none")
+        assert result.returncode == 0, result.stderr
+        installed = destdir / "usr/bin/caramel-embedded"
+        assert installed.read_bytes() == source.read_bytes(), store
+        runs(installed)
+
+
 def test_paths_follow_the_install_variables(frozen_binary: Path, tmp_path: Path) -> None:
     destdir = tmp_path / "destdir"
     result = make_install(
@@ -170,6 +188,7 @@ def test_paths_follow_the_install_variables(frozen_binary: Path, tmp_path: Path)
     [
         ((), "run make binary"),
         (("FORM=onedir",), "run make bundle"),
+        (("STORE=0",), "caramel-embedded-compressed: run make binary ARCH="),
         (("FORM=static",), "expected onefile or onedir"),
         (("INIT=upstart",), "expected systemd, sysv, both or none"),
         (("CA_CERT=/etc/hostname",), "is not a PEM certificate"),

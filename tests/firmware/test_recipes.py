@@ -47,7 +47,7 @@ def copy_of_the_checked_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     return root
 
 
-RECIPE = "yocto/meta-caramel-embedded/recipes-security/caramel-embedded/caramel-embedded_0.1.0.bb"
+RECIPE = str(recipe_check.recipe_path().relative_to(FIRMWARE))  # its name has the version
 LAYER_CONF = "yocto/meta-caramel-embedded/conf/layer.conf"
 PACKAGE_MK = "buildroot/package/caramel-embedded/caramel-embedded.mk"
 PACKAGE_CONFIG = "buildroot/package/caramel-embedded/Config.in"

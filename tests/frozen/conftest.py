@@ -22,6 +22,11 @@ from tests.folder_markers import mark_folder
 REPO = Path(__file__).resolve().parents[2]
 FREEZE = REPO / "build" / "freeze.sh"
 ELF_REPORT = REPO / "build" / "elf_report.py"
+ARCHIVE_REPORT = REPO / "build" / "archive_report.py"
+# The one-file forms by build/freeze.sh's --store, and the name each is written under.
+ONEFILE_NAMES = {"yes": "caramel-embedded", "no": "caramel-embedded-compressed"}
+# build/archive_report.py's name of each form -> its --store.
+ONEFILE_FORMS = {"stored": "yes", "compressed": "no"}
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -41,6 +46,11 @@ class Binary:
     def arch(self) -> str:
         """The architecture it was frozen for, as build/freeze.sh names it."""
         return self.info["arch"]
+
+    @property
+    def store(self) -> str:
+        """build/freeze.sh's --store: 'yes' (the stored form) or 'no' (compressed)."""
+        return self.info["store"]
 
     @property
     def build_python(self) -> Path:
@@ -111,9 +121,31 @@ def binary() -> Binary:
     if not path.is_file() or not info_path.is_file():
         pytest.fail(f"{path}: no one-file binary with its .buildinfo: build it with make")
     info = read_buildinfo(info_path)
-    if info.get("form") != "onefile":
+    if info.get("form") != "onefile" or info.get("store") not in ONEFILE_NAMES:
         pytest.fail(f"{path}: built as {info.get('form')}, these tests need the one-file form")
     return Binary(path, info)
+
+
+def onefile_form(binary: Binary, store: str) -> Binary:
+    """The one-file binary of the form `store` ('yes', 'no') beside the one under test: the
+    binary pass tests the stored form and checks the compressed one's build (make builds
+    both into one directory); it is a broken build if it is missing, never a skip."""
+    path = binary.path.with_name(ONEFILE_NAMES[store])
+    info_path = path.with_name(path.name + ".buildinfo")
+    if not path.is_file() or not info_path.is_file():
+        pytest.fail(f"{path}: no one-file binary (--store {store}) beside {binary.path}: make")
+    return Binary(path, read_buildinfo(info_path))
+
+
+def archive_report(build_python: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """build/archive_report.py (with the build venv's Python: PyInstaller's reader)."""
+    return subprocess.run(
+        [str(build_python), str(ARCHIVE_REPORT), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -137,6 +169,8 @@ def ca_binary(
         binary.arch,
         "--form",
         "onefile",
+        "--store",
+        binary.store,
         "--ca-cert",
         str(embedded_bundle),
         "--dist",
@@ -144,5 +178,5 @@ def ca_binary(
         epoch=binary.info["source_date_epoch"],
     )
     assert built.returncode == 0, built.stderr
-    path = dist / "caramel-embedded"
-    return Binary(path, read_buildinfo(dist / "caramel-embedded.buildinfo"))
+    path = dist / binary.path.name
+    return Binary(path, read_buildinfo(path.with_name(path.name + ".buildinfo")))

@@ -29,6 +29,8 @@ from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 from tests.frozen.conftest import Binary
 
+pytestmark = pytest.mark.compressed_too
+
 
 def wait_for(condition: Callable[[], object], seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
