@@ -49,11 +49,8 @@ if [ -x "$ROOT/usr/bin/dpkg" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$(recipe_di
 	exit 0
 fi
 
-command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || {
-	echo "deb-root.sh: installing debootstrap" >&2
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
-}
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] ||
+	"$REPO/build/apt-install.sh" debootstrap
 
 cleanup() {
 	# debootstrap mounts proc and sys in the new root itself; leave nothing behind.

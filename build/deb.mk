@@ -1,9 +1,10 @@
 # The Debian package, one per architecture. Included by the Makefile; uses its ARCH,
-# BUILD_PYTHON, TEST_BINARY, INSTALL_COMMANDS and BIN.
+# STORE, BUILD_PYTHON, TEST_BINARY, INSTALL_COMMANDS and BIN.
 #
-#   make deb [ARCH=x86_64|aarch64|armhf] [DEB_DIST=dist/ARCH]
+#   make deb [ARCH=x86_64|aarch64|armhf] [STORE=1|0] [DEB_DIST=dist/ARCH]
 #       dist/ARCH/caramel-embedded_VERSION-1_DEBARCH.deb (amd64, arm64, armhf) from the
-#       one-file binary `make binary ARCH=...` left in DEB_DIST, then lintian on it
+#       one-file binary `make binary ARCH=... STORE=...` left in DEB_DIST (the stored form
+#       by default, the compressed one with STORE=0), then lintian on it
 #       (an error fails; warnings are shown). build/deb.sh says what goes in and how.
 #   make deb-deps      the Debian packages these use: dpkg-dev's dpkg-deb, lintian, and
 #                      debootstrap for the root that the tests install the package into
@@ -27,7 +28,8 @@ deb-deps:
 deb: deb-deps
 	@[ -x "$(BUILD_PYTHON)" ] || $(MAKE) --no-print-directory $(TEST_BINARY)
 	@deb=$$(DEB_MAINTAINER="$(DEB_MAINTAINER)" DEB_REVISION="$(DEB_REVISION)" \
-		build/deb.sh --arch $(ARCH) --dist $(DEB_DIST) --python $(abspath $(BUILD_PYTHON))) && \
+		build/deb.sh --arch $(ARCH) --store $(STORE) --dist $(DEB_DIST) \
+		--python $(abspath $(BUILD_PYTHON))) && \
 	lintian --fail-on error "$$deb" 2>/dev/null
 
 test-deb: venv deb-deps $(TEST_BINARY)

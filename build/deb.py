@@ -454,6 +454,9 @@ def main(argv: list[str]) -> int:
             arguments.maintainer or DEFAULT_MAINTAINER,
             arguments.revision,
         )
+    except ImportError as error:
+        print(f"deb.py: {error}: run it with the build venv's Python", file=sys.stderr)
+        return 1
     except (PackagingError, OSError, KeyError, ValueError) as error:
         print(f"deb.py: {error}", file=sys.stderr)
         return 1

@@ -1,10 +1,13 @@
 #!/bin/sh
 # Build the Debian package of caramel-embedded for one architecture.
 #
-#   build/deb.sh --arch x86_64|aarch64|armhf [--dist DIR] [--out DIR] [--python PYTHON]
+#   build/deb.sh --arch x86_64|aarch64|armhf [--store 1|0] [--dist DIR] [--out DIR]
+#                [--python PYTHON]
 #
-# From the one-file binary that `make binary ARCH=...` left in DIR (default dist/ARCH),
-# with its .buildinfo and its SBOM (.cdx.json) beside it, into OUT (default DIR):
+# From the one-file binary that `make binary ARCH=... [STORE=...]` left in DIR (default
+# dist/ARCH): the stored form caramel-embedded (--store 1, the default) or the compressed
+# one caramel-embedded-compressed (--store 0), with its .buildinfo and its SBOM (.cdx.json)
+# beside it, installed as /usr/bin/caramel-embedded either way; into OUT (default DIR):
 # caramel-embedded_VERSION-REVISION_DEBARCH.deb. The tree is what
 # `make install DESTDIR=... PREFIX=/usr INIT=systemd` installs (firmware-integration/
 # install.mk: one list of files, for firmware images and the package alike); build/deb.py
@@ -26,12 +29,14 @@ die() {
 }
 
 ARCH=""
+STORE=1
 DIST=""
 OUT=""
 PYTHON=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--arch) ARCH=${2:?--arch needs a value} && shift 2 ;;
+	--store) STORE=${2:?--store needs a value} && shift 2 ;;
 	--dist) DIST=${2:?--dist needs a value} && shift 2 ;;
 	--out) OUT=${2:?--out needs a value} && shift 2 ;;
 	--python) PYTHON=${2:?--python needs a value} && shift 2 ;;
@@ -42,10 +47,16 @@ case "$ARCH" in
 x86_64 | aarch64 | armhf) ;;
 *) die "--arch x86_64|aarch64|armhf is required" ;;
 esac
-DIST=$(cd "${DIST:-$REPO/dist/$ARCH}" 2>/dev/null && pwd) || die "no directory ${DIST:-dist/$ARCH}: run make binary ARCH=$ARCH first"
+GIVEN=${DIST:-dist/$ARCH}
+DIST=$(cd "${DIST:-$REPO/dist/$ARCH}" 2>/dev/null && pwd) || die "no directory $GIVEN: run make binary ARCH=$ARCH first"
+case "$STORE" in
+1 | yes) STORE=1 NAME=caramel-embedded ;;
+0 | no) STORE=0 NAME=caramel-embedded-compressed ;;
+*) die "--store $STORE: expected 1 (the stored form) or 0 (the compressed one)" ;;
+esac
 OUT=${OUT:-$DIST}
-BINARY="$DIST/caramel-embedded"
-[ -x "$BINARY" ] || die "no binary at $BINARY: run make binary ARCH=$ARCH first"
+BINARY="$DIST/$NAME"
+[ -x "$BINARY" ] || die "no binary at $BINARY: run make binary ARCH=$ARCH STORE=$STORE first"
 if [ ! -f "$BINARY.cdx.json" ] || [ ! -f "$BINARY.buildinfo" ]; then
 	die "$BINARY has no .cdx.json or .buildinfo beside it: build it with make binary ARCH=$ARCH"
 fi
@@ -67,7 +78,7 @@ STAGE="$WORK/root"
 mkdir -p "$STAGE"
 # A top-level make (none of an outer make's flags), as a firmware build calls it.
 env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C "$REPO" install DESTDIR="$STAGE" \
-	PREFIX=/usr INIT=systemd FORM=onefile ARCH="$ARCH" DIST="$DIST" CA_CERT= >/dev/null
+	PREFIX=/usr INIT=systemd FORM=onefile STORE="$STORE" ARCH="$ARCH" DIST="$DIST" CA_CERT= >/dev/null
 NAME=$("$PYTHON" "$REPO/build/deb.py" --root "$STAGE" --binary "$BINARY" --arch "$ARCH" \
 	--maintainer "${DEB_MAINTAINER:-}" --revision "${DEB_REVISION:-1}") || die "cannot make the package's metadata"
 # The tree's modes as install.mk and deb.py set them, whatever the umask made of the rest.

@@ -5,31 +5,16 @@ the changelog's date. The package itself is tested on the frozen builds
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from tests.script_module import REPO, load
+
 # build/deb.py in this process: the package pass only.
 pytestmark = pytest.mark.in_process
 
-BUILD = Path(__file__).resolve().parents[1] / "build"
-
-
-def load_deb() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("deb_build", BUILD / "deb.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look themselves up there
-    spec.loader.exec_module(module)
-    return module
-
-
-deb = load_deb()
+deb = load(REPO / "build" / "deb.py", "deb_build")
 
 
 def component(

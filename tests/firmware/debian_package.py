@@ -44,7 +44,8 @@ def sources_version() -> str:
 
 
 def build_deb(binary: Path, arch: str, out: Path, build_python: Path) -> Path:
-    """build/deb.sh on the binary (its .buildinfo and .cdx.json beside it) into out."""
+    """build/deb.sh on the binary (its .buildinfo and .cdx.json beside it) into out: the
+    stored one-file form or, by its name, the compressed one."""
     if shutil.which("dpkg-deb") is None or shutil.which("lintian") is None:
         pytest.fail("dpkg-deb or lintian is not installed: run `make deb-deps`")
     result = subprocess.run(
@@ -52,6 +53,8 @@ def build_deb(binary: Path, arch: str, out: Path, build_python: Path) -> Path:
             str(DEB_SH),
             "--arch",
             arch,
+            "--store",
+            "0" if binary.name == "caramel-embedded-compressed" else "1",
             "--dist",
             str(binary.parent),
             "--out",
