@@ -122,7 +122,7 @@ def assert_lists_every_carried_file(
     with a version, with the SHA-256 of the bytes as carried; nothing else is listed."""
     carried = carried_files(output, build_python)
     native = [name for name in carried if re.search(r"\.so(\.|$)", name)]
-    assert len(native) >= 20
+    assert len(native) >= 10  # x86_64 carries 30; Debian's ARM Python, more built in: 14
     listed = file_components(document)
     launcher = [name for name in listed if name.endswith("(launcher)")]
     assert sorted(set(listed) - set(launcher)) == sorted(carried)
