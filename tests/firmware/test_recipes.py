@@ -183,6 +183,7 @@ def test_yocto_do_install(frozen_binary: Path, tmp_path: Path) -> None:
         "usr/share/caramel-embedded/crontab",
         "usr/share/caramel-embedded/wait-for-certificate.conf",
         "usr/share/caramel-embedded/needs-certificate.conf",
+        "usr/share/man/man1/caramel-embedded.1",  # in ${PN}-doc, as Yocto packages ${mandir}
     }
     assert (
         subprocess.run([image / "usr/bin/caramel-embedded", "--version"], check=False).returncode
@@ -279,6 +280,7 @@ def test_buildroot_install(frozen_binary: Path, tmp_path: Path, init: str) -> No
         "usr/share/caramel-embedded/caramel-ensure.sh",
         "usr/share/caramel-embedded/wait-for-certificate.conf",
         "usr/share/caramel-embedded/needs-certificate.conf",
+        "usr/share/man/man1/caramel-embedded.1",
     }
     if init == "systemd":
         assert files == common | {
