@@ -101,6 +101,8 @@ COPYRIGHT = {
     "openssl": "1998-2025 The OpenSSL Project Authors",
     "zlib": "1995-2024 Jean-loup Gailly and Mark Adler",
     "libgcc_s": "Free Software Foundation, Inc.",
+    "libexpat": "1998-2000 Thai Open Source Software Center Ltd and Clark Cooper\n"
+    "2001-2022 Expat maintainers",
     "cffi": "The cffi authors (Armin Rigo, Maciej Fijalkowski and contributors)",
     "cryptography": "Individual contributors (the PyCA cryptography developers)",
     "urllib3": "2008-2020 Andrey Petrov and contributors",

@@ -154,6 +154,8 @@ def _main(argv: Sequence[str]) -> _Ending:
         return _Ending(_ERROR, "error", status_line.reason_of(error), _facts(known), wanted)
     except HelpShown:
         return _Ending(exits.HELD, "", None, (), False)
+    except SystemExit as done:  # the frozen start-up hook, which has said its one line
+        return _Ending(exits.HELD if done.code in (0, None) else _ERROR, "", None, (), False)
     except BaseException as error:
         reporter.error(f"internal error: {type(error).__name__}: {error}")
         return _Ending(_ERROR, "error", "internal", _facts(known), wanted)
