@@ -103,6 +103,7 @@ COPYRIGHT = {
     "libgcc_s": "Free Software Foundation, Inc.",
     "libexpat": "1998-2000 Thai Open Source Software Center Ltd and Clark Cooper\n"
     "2001-2022 Expat maintainers",
+    "libffi": "1996-2022 Anthony Green, Red Hat, Inc and others",
     "cffi": "The cffi authors (Armin Rigo, Maciej Fijalkowski and contributors)",
     "cryptography": "Individual contributors (the PyCA cryptography developers)",
     "urllib3": "2008-2020 Andrey Petrov and contributors",
