@@ -171,7 +171,12 @@ def test_signal_while_generating_a_4096_bit_key_ends_with_127_and_no_partial_fil
     # -v prints progress; the outcome is one line naming the signal, the last one.
     naming = [line for line in lines if re.search(rf"\b(SIG)?{name}\b", line)]
     assert naming == [lines[-1]], lines
-    assert took < 30, f"SIG{name} during key generation took {took:.1f} s"
+    # The handler runs once OpenSSL returns from making the key, which nothing interrupts:
+    # natively that is seconds; under qemu-user (the ARM pass sets CARAMEL_ARM_ARCH) a
+    # 4096-bit key alone takes half a minute, and more while the other architecture's pass
+    # shares the cores. The line naming the signal (above) says what ended the run.
+    bound = 120 if os.environ.get("CARAMEL_ARM_ARCH") else 30
+    assert took < bound, f"SIG{name} during key generation took {took:.1f} s"
     if client.file.exists() and client.file.stat().st_size:
         parse_combined(client.file.read_bytes())  # a complete file, never a partial one
     assert temporaries(client.file) == []
