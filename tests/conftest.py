@@ -12,6 +12,7 @@ import pytest
 
 from testbed.ca_factory import Authority, make_authority
 from testbed.command import run_client, start_client
+from testbed.harness import CaramelStack
 from tests import fake_signer
 
 CLIENT_ID = "device-0001"
@@ -68,3 +69,11 @@ class Client:
 @pytest.fixture
 def client(signer: fake_signer.FakeCaramel, ca_file: Path, tmp_path: Path) -> Client:
     return Client(signer.url, tmp_path / "state" / "client.pem", ca_file)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[CaramelStack]:
+    """A running Caramel 1.9.6 behind nginx (testbed/), private to the module: the
+    real-server suite's, and the .deb's install tests'."""
+    with CaramelStack() as running:
+        yield running

@@ -5,7 +5,6 @@ of build/rootfs.sh, seen through an overlay, every program in it under qemu-user
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,13 +22,6 @@ from tests.firmware.debian_package import (
     sources_version,
 )
 from tests.frozen.conftest import elf_report
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[CaramelStack]:
-    """The real Caramel server behind nginx (testbed/), as tests/e2e start it."""
-    with CaramelStack() as running:
-        yield running
 
 
 @pytest.mark.e2e

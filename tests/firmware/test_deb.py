@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -174,13 +173,6 @@ def test_two_builds_give_the_same_bytes(
 ) -> None:
     again = build_deb(frozen_binary, arch, tmp_path, build_python)
     assert again.read_bytes() == deb.read_bytes()
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[CaramelStack]:
-    """The real Caramel server behind nginx (testbed/), as tests/e2e start it."""
-    with CaramelStack() as running:
-        yield running
 
 
 @pytest.mark.e2e
