@@ -558,6 +558,7 @@ def buildroot_problems() -> list[str]:
         "TREE",
         "ARCH",
         "FORM",
+        "STORE",
         "CA_CERT",
         "MAKE_OPTS",
     }

@@ -145,26 +145,48 @@ def test_yocto_machines(arch: str, settings: dict[str, str], skipped: str | None
         assert skipped in reason
 
 
-def tree_with(tmp_path: Path, binary: Path, arch: str) -> Path:
-    """A caramel-embedded tree (an unpacked release) whose dist/ARCH holds the binary."""
+# The one-file names in dist/ARCH by form (`make binary STORE=1|0`).
+ONEFILE_NAMES = {"1": "caramel-embedded", "0": "caramel-embedded-compressed"}
+# What the other form's name holds in a tree: installing it instead makes --version fail.
+DECOY = "#!/bin/sh\necho 'the other one-file form was installed' >&2\nexit 3\n"
+
+
+def tree_with(tmp_path: Path, binary: Path, arch: str, store: str = "1") -> Path:
+    """A caramel-embedded tree (an unpacked release) whose dist/ARCH holds the binary.
+
+    The binary sits under the name of the one-file form that STORE picks, a decoy under the
+    other form's name, so a recipe that installs the wrong form fails the test.
+    """
     tree = tmp_path / "tree"
     tree.mkdir()
     for name in ("Makefile", "build", "firmware-integration"):
         (tree / name).symlink_to(REPO / name)
     dist = tree / "dist" / arch
     dist.mkdir(parents=True)
-    (dist / "caramel-embedded").symlink_to(binary)
+    for form, name in ONEFILE_NAMES.items():
+        if form == store:
+            (dist / name).symlink_to(binary)
+        else:
+            (dist / name).write_text(DECOY)
+            (dist / name).chmod(0o755)
     return tree
+
+
+def assert_installed_binary_is(installed_binary: Path, binary: Path) -> None:
+    assert installed_binary.read_bytes() == binary.read_bytes()
+    assert subprocess.run([installed_binary, "--version"], check=False).returncode == 0
 
 
 def installed(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir()}
 
 
-def test_yocto_do_install(frozen_binary: Path, tmp_path: Path) -> None:
-    tree = tree_with(tmp_path, frozen_binary, "x86_64")
+@pytest.mark.parametrize("store", [None, "1", "0"], ids=["default", "stored", "compressed"])
+def test_yocto_do_install(frozen_binary: Path, tmp_path: Path, store: str | None) -> None:
+    tree = tree_with(tmp_path, frozen_binary, "x86_64", store or "1")
     image = tmp_path / "image"
-    script = recipe_check.yocto_install_script(image, "x86_64", tree)
+    settings = {} if store is None else {"CARAMEL_EMBEDDED_STORE": store}
+    script = recipe_check.yocto_install_script(image, "x86_64", tree, **settings)
     result = subprocess.run(
         ["sh", "-c", script], capture_output=True, text=True, check=False, env=make_env()
     )
@@ -185,10 +207,7 @@ def test_yocto_do_install(frozen_binary: Path, tmp_path: Path) -> None:
         "usr/share/caramel-embedded/needs-certificate.conf",
         "usr/share/man/man1/caramel-embedded.1",  # in ${PN}-doc, as Yocto packages ${mandir}
     }
-    assert (
-        subprocess.run([image / "usr/bin/caramel-embedded", "--version"], check=False).returncode
-        == 0
-    )
+    assert_installed_binary_is(image / "usr/bin/caramel-embedded", frozen_binary)
 
 
 STUB = """\
@@ -248,9 +267,9 @@ def buildroot_install(
     )
 
 
-@pytest.mark.parametrize("init", ["systemd", "sysv"])
-def test_buildroot_install(frozen_binary: Path, tmp_path: Path, init: str) -> None:
-    tree = tree_with(tmp_path, frozen_binary, "x86_64")
+@pytest.mark.parametrize(("init", "store"), [("systemd", "1"), ("sysv", "1"), ("systemd", "0")])
+def test_buildroot_install(frozen_binary: Path, tmp_path: Path, init: str, store: str) -> None:
+    tree = tree_with(tmp_path, frozen_binary, "x86_64", store)
     result = buildroot_install(
         tmp_path,
         tree,
@@ -259,6 +278,7 @@ def test_buildroot_install(frozen_binary: Path, tmp_path: Path, init: str) -> No
             "BR2_TOOLCHAIN_USES_GLIBC": "y",
             "BR2_PACKAGE_CARAMEL_EMBEDDED": "y",
             "BR2_PACKAGE_CARAMEL_EMBEDDED_ONEFILE": "y",
+            "BR2_PACKAGE_CARAMEL_EMBEDDED_COMPRESSED": "" if store == "1" else "y",
             "BR2_PACKAGE_CARAMEL_EMBEDDED_TREE": f'"{tree}"',
             "BR2_PACKAGE_CARAMEL_EMBEDDED_CA_CERT": '""',
         },
@@ -273,6 +293,7 @@ def test_buildroot_install(frozen_binary: Path, tmp_path: Path, init: str) -> No
         and ("caramel-embedded.mk" in line or "buildroot-stub.mk" in line)
     ]
     assert package_warnings == []
+    assert_installed_binary_is(tmp_path / "target/usr/bin/caramel-embedded", frozen_binary)
     files = installed(tmp_path / "target")
     common = {
         "usr/bin/caramel-embedded",

@@ -28,6 +28,11 @@ do_buildclean[noexec] = "1"
 # init script give it that tmpfs under /run);
 # onedir: about 29 MB of flash, starts faster, writes nothing at run time.
 CARAMEL_EMBEDDED_FORM ?= "onefile"
+# The one-file form: "1" stored (`make binary`, the default), for a compressed root file
+# system (squashfs, ubifs, erofs), which compresses it once, and better, and which starts
+# faster; "0" compressed (`make binary STORE=0`), for one that does not compress (ext4, a
+# raw flash partition).
+CARAMEL_EMBEDDED_STORE ?= "1"
 # A CA certificate (PEM) to install as ${sysconfdir}/caramel/ca.pem and name in
 # /etc/default/caramel-embedded. Empty: the CA embedded in the binary is used.
 CARAMEL_EMBEDDED_CA_CERT ?= ""
@@ -46,7 +51,7 @@ def caramel_embedded_arch(d):
 
 CARAMEL_EMBEDDED_ARCH = "${@caramel_embedded_arch(d)}"
 CARAMEL_EMBEDDED_DIST = "${CARAMEL_EMBEDDED_TREE}/dist/${CARAMEL_EMBEDDED_ARCH}"
-CARAMEL_EMBEDDED_OUTPUT = "${CARAMEL_EMBEDDED_DIST}/${@'caramel-embedded-dir' if d.getVar('CARAMEL_EMBEDDED_FORM') == 'onedir' else 'caramel-embedded'}"
+CARAMEL_EMBEDDED_OUTPUT = "${CARAMEL_EMBEDDED_DIST}/${@'caramel-embedded-dir' if d.getVar('CARAMEL_EMBEDDED_FORM') == 'onedir' else 'caramel-embedded' if d.getVar('CARAMEL_EMBEDDED_STORE') != '0' else 'caramel-embedded-compressed'}"
 # The lowest glibc each architecture's binary needs (build/elf_report.py measures it).
 CARAMEL_EMBEDDED_GLIBC_FLOOR = "${@{'x86_64': '2.35', 'aarch64': '2.36', 'armhf': '2.36'}.get(d.getVar('CARAMEL_EMBEDDED_ARCH'), '')}"
 
@@ -82,6 +87,7 @@ do_install() {
         DESTDIR=${D} \
         ARCH=${CARAMEL_EMBEDDED_ARCH} \
         FORM=${CARAMEL_EMBEDDED_FORM} \
+        STORE=${CARAMEL_EMBEDDED_STORE} \
         INIT="${CARAMEL_EMBEDDED_INIT}" \
         CA_CERT="${CARAMEL_EMBEDDED_CA_CERT}" \
         PREFIX=${prefix} \
