@@ -194,6 +194,14 @@ mounts_under() {
 	awk -v d="$1" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/self/mounts
 }
 
+# unmount_under DIR: undo every mount at or below DIR, deepest first (debootstrap mounts proc
+# and sys in the root it makes itself); a busy one is detached lazily. Safe to call twice.
+unmount_under() {
+	for m in $(mounts_under "$1" | sort -r); do
+		umount "$m" 2>/dev/null || umount -l "$m" || true
+	done
+}
+
 # Delete DIR, but never through a mount point (a bound repository or index).
 safe_remove() {
 	[ -e "$1" ] || return 0

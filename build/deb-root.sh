@@ -53,10 +53,7 @@ command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] ||
 	"$REPO/build/apt-install.sh" debootstrap
 
 cleanup() {
-	# debootstrap mounts proc and sys in the new root itself; leave nothing behind.
-	for m in $(mounts_under "$NEW" | sort -r); do
-		umount "$m" 2>/dev/null || umount -l "$m" || true
-	done
+	unmount_under "$NEW"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP

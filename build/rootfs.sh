@@ -58,10 +58,7 @@ fi
 
 cleanup() {
 	root_leave
-	# debootstrap mounts proc and sys in the new root itself; leave nothing behind.
-	for m in $(mounts_under "$NEW" | sort -r); do
-		umount "$m" 2>/dev/null || umount -l "$m" || true
-	done
+	unmount_under "$NEW"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
