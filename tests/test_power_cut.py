@@ -172,7 +172,9 @@ def record(device: Client, signer: FakeCaramel, status: int, traces: Path) -> Re
     births = {op.inode: op.mode for op in (t.op for t in trace) if isinstance(op, Create)}
     modelled = apply(initial, births, [t.op for t in trace])
     assert same_disk(modelled, snapshot(root)) == [], "the trace does not account for the disk"
-    receipts = {s.path.rsplit("/", 1)[-1]: s.received for s in signer.seen[seen:]}
+    receipts = {
+        s.path.rsplit("/", 1)[-1]: s.received for s in signer.seen[seen:] if s.method == "POST"
+    }
     posted = {
         sha: (entry, receipts[sha]) for sha, entry in signer.entries.items() if sha not in before
     }
