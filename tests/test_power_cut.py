@@ -32,7 +32,7 @@ from cryptography import x509
 
 from testbed.ca_factory import Authority, key_pem, new_key
 from testbed.command import clean_environment, client_command
-from tests.conftest import Client
+from tests.conftest import CLIENT_ID, Client
 from tests.crash_states import (
     Create,
     Disk,
@@ -116,7 +116,7 @@ class Scenario:
     name: str
     prepare: Callable[[Client, FakeCaramel], bytes | None]  # returns the damaged bytes
     status: int  # of the recorded run
-    client_id: str = "device-0001"
+    client_id: str = CLIENT_ID
 
 
 SCENARIOS = [

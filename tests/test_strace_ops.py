@@ -14,10 +14,13 @@ from tests.crash_states import (
     Fsync,
     FsyncDirectory,
     Link,
+    Mkdir,
     Note,
     Rename,
+    Rmdir,
     SetMode,
     SetTimes,
+    Unlink,
     Write,
 )
 from tests.strace_ops import TraceReader, UnmodelledCall, split_arguments
@@ -48,7 +51,7 @@ def ops_of(*lines: str, umask: int = 0o022) -> list[object]:
 
 
 TEMP = f"{ROOT}/state/.f.tmp-1"
-CWD = f"AT_FDCWD<{hx('/work')}>"
+CWD = f"AT_FDCWD<{hx('/srv/cwd')}>"
 
 
 def test_a_replace_reads_as_create_write_fsync_rename_and_directory_fsync() -> None:
@@ -144,3 +147,12 @@ def test_arguments_split_at_top_level_commas_only() -> None:
         '"\\x2c"',
         "f(1, 2)",
     ]
+
+
+def test_directories_and_unlinks_under_the_root_are_followed() -> None:
+    ops = ops_of(
+        f"mkdir({q(f'{ROOT}/other')}, 0755) = 0",
+        f"unlinkat({CWD}, {q(f'{ROOT}/state/f')}, 0) = 0",
+        f"unlinkat({CWD}, {q(f'{ROOT}/other')}, AT_REMOVEDIR) = 0",
+    )
+    assert ops == [Mkdir("other"), Unlink("state/f"), Rmdir("other")]
