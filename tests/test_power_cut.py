@@ -1,10 +1,10 @@
 """Power cuts, state by state: every disk a power cut may leave, and the next run on each.
 
 For each writing scenario (first run, install, rejection, a damaged file set aside, a changed
-client id) one real run is recorded under strace. ``crash_states`` computes, for every step
-of it, every disk its conservative persistence model allows; each distinct disk is built in
-a scratch directory as real files, checked (``power_cut_checks``), and the next invocation,
-the real command against the fake signer, runs on it and is checked in turn.
+client id, a changed CA) one real run is recorded under strace. ``crash_states`` computes,
+for every step of it, every disk its conservative persistence model allows; each distinct
+disk is built in a scratch directory as real files, checked (``power_cut_checks``), and the
+next invocation, the real command against the fake signer, runs on it and is checked in turn.
 
 What the server holds is part of a state: a request the run posted may be held from the
 moment the connection that carried it was opened (its time read from the trace against the
@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
+import dataclasses
 import itertools
 import queue
 import shutil
@@ -29,8 +30,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
-from testbed.ca_factory import Authority, key_pem, new_key
+from testbed.ca_factory import FLEET_SUBJECT, Authority, key_pem, make_authority, new_key
 from testbed.command import clean_environment, client_command
 from tests.conftest import CLIENT_ID, Client
 from tests.crash_states import (
@@ -62,6 +64,8 @@ pytestmark = pytest.mark.slow
 FILE = "state/client.pem"
 OTHER_ID = "device-0002"
 WORKERS = 2
+NEXT_SUBJECT = tuple((oid, "Fleet 2027" if oid == NameOID.ORGANIZATIONAL_UNIT_NAME else value)
+                     for oid, value in FLEET_SUBJECT)  # fmt: skip
 
 
 def umask() -> int:
@@ -117,6 +121,7 @@ class Scenario:
     prepare: Callable[[Client, FakeCaramel], bytes | None]  # returns the damaged bytes
     status: int  # of the recorded run
     client_id: str = CLIENT_ID
+    new_authority: bool = False  # the recorded run trusts another CA (a firmware update)
 
 
 SCENARIOS = [
@@ -125,6 +130,7 @@ SCENARIOS = [
     Scenario("rejection", pending_and_rejected, 69),
     Scenario("set aside a damaged file", damaged, 69),
     Scenario("changed client id", installed, 69, OTHER_ID),
+    Scenario("changed CA", installed, 69, new_authority=True),
 ]
 
 
@@ -138,6 +144,7 @@ class Recording:
     trace: list[Traced]
     before: dict[str, Entry]  # the server's requests before the run
     posted: dict[str, tuple[Entry, float]]  # posted during the run, with their receipt time
+    elsewhere: dict[str, Entry] = dataclasses.field(default_factory=dict)  # the old CA's server
 
     @property
     def ops(self) -> list[Op]:
@@ -222,6 +229,7 @@ def server_entries(recording: Recording, held: frozenset[str]) -> dict[str, Entr
 
 def rules_for(recording: Recording, entries: dict[str, Entry], damaged: bytes | None) -> Rules:
     original = recording.initial.file(FILE)
+    entries = recording.elsewhere | entries
     return Rules(
         FILE,
         original=None if original is None else original.data,
@@ -248,18 +256,21 @@ def states_of(
     return found
 
 
+@pytest.fixture(scope="module")
+def next_authority() -> Authority:
+    """Another fleet's CA, with another subject: the one a firmware update might embed."""
+    return make_authority(NEXT_SUBJECT, key_slot=5)
+
+
 @pytest.fixture
-def signers(
-    signer: FakeCaramel, authority: Authority, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[list[FakeCaramel]]:
-    """One signer per worker: the next runs go two at a time, each against its own server
-    (what the server holds is part of the state)."""
+def serve(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[[Authority], FakeCaramel]]:
+    """More fake signers, each closed at the test's end."""
     with contextlib.ExitStack() as stack:
-        more = [
-            stack.enter_context(serving(authority, tmp_path_factory.mktemp("tls")))
-            for _ in range(WORKERS - 1)
-        ]
-        yield [signer, *more]
+        yield lambda authority: stack.enter_context(
+            serving(authority, tmp_path_factory.mktemp("tls"))
+        )
 
 
 @dataclass(frozen=True)
@@ -301,20 +312,36 @@ def explore_one(
 def test_every_power_cut_state_recovers_without_losing_a_key(
     scenario: Scenario,
     client: Client,
-    signers: list[FakeCaramel],
+    signer: FakeCaramel,
+    authority: Authority,
+    next_authority: Authority,
+    serve: Callable[[Authority], FakeCaramel],
     tmp_path: Path,
     record_property: Callable[[str, object], None],
 ) -> None:
-    signer = signers[0]
-    device = Client(client.server, tmp_path / "record" / FILE, client.ca_file, scenario.client_id)
-    damaged_bytes = scenario.prepare(Client(client.server, device.file, client.ca_file), signer)
-    recording = record(device, signer, scenario.status, tmp_path / "traces")
+    """Prepared with the ``signer`` and its CA; recorded and explored against ``signers``,
+    one per worker (what the server holds is part of a state), of the scenario's CA."""
+    if scenario.new_authority:
+        ca_file = next_authority.write(tmp_path / "next-ca.pem")
+        signers = [serve(next_authority) for _ in range(WORKERS)]
+    else:
+        ca_file = client.ca_file
+        signers = [signer, *(serve(authority) for _ in range(WORKERS - 1))]
+    root = tmp_path / "record"
+    damaged_bytes = scenario.prepare(Client(client.server, root / FILE, client.ca_file), signer)
+    url = signers[0].url  # type: ignore[attr-defined]
+    device = Client(url, root / FILE, ca_file, scenario.client_id)
+    recording = record(device, signers[0], scenario.status, tmp_path / "traces")
+    if scenario.new_authority:
+        recording.elsewhere = dict(signer.entries)
+    wrote = [op for op in recording.ops if isinstance(op, Rename) and op.target == FILE]
+    assert wrote, f"{scenario.name}: the recorded run did not replace the file"
 
     states = states_of(recording, recording.ops)
     idle: queue.Queue[FakeCaramel] = queue.Queue()
     for each in signers:
         idle.put(each)
-    context = (recording, scenario, damaged_bytes, client.ca_file, tmp_path / "states")
+    context = (recording, scenario, damaged_bytes, ca_file, tmp_path / "states")
     with concurrent.futures.ThreadPoolExecutor(len(signers)) as pool:
         explored = list(
             pool.map(
