@@ -39,7 +39,6 @@ have at most a few dozen.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -337,18 +336,3 @@ def _disk(inodes: Mapping[str, _Inode], entries: Mapping[str, str], directories:
         for name, inode in sorted(kept.items())
     )
     return Disk(kept_directories, files)
-
-
-def renamed_inodes(disk: Disk) -> Disk:
-    """The same disk with each inode named by its first name (how ``apply`` names them), for
-    a disk built by hand."""
-    first_name: dict[str, str] = {}
-    for found in disk.files:
-        first_name.setdefault(found.inode, found.name)
-    return dataclasses.replace(
-        disk,
-        files=tuple(
-            dataclasses.replace(found, inode=first_name[found.inode])
-            for found in sorted(disk.files, key=lambda found: found.name)
-        ),
-    )
