@@ -114,7 +114,8 @@ class LockedFile:
 
         ``set_aside_as`` keeps the current file (bytes and mode unchanged) under that name:
         it is linked there only once the new content is safely on disk, so the path always
-        holds a complete file.
+        holds a complete file; and the link is made durable before the rename, which a power
+        cut could otherwise keep without the link, losing the old file.
         """
         temporary = self.path.parent / f"{self.temporary_prefix}{os.urandom(6).hex()}"
         descriptor = _create_exclusive(temporary, self.ownership)
@@ -126,6 +127,7 @@ class LockedFile:
             os.fsync(descriptor)
             if set_aside_as is not None:
                 _keep_aside(self.path, set_aside_as)
+                _fsync_directory(self.path.parent)
             os.rename(temporary, self.path)
         except BaseException as error:
             os.close(descriptor)

@@ -50,6 +50,7 @@ class Seen:
     headers: dict[str, str]
     client_certificate: x509.Certificate | None
     body: bytes
+    received: float = field(default_factory=time.time)  # once the whole request was read
 
 
 @dataclass
