@@ -85,14 +85,21 @@ venv: $(STAMP)
 
 test: test-package test-binary test-compressed
 
+# The package and binary passes run their test files on TEST_JOBS workers (pytest-xdist),
+# each file whole on one worker, so a file's fixtures (a Caramel stack, a freeze, a .deb)
+# are made once. Most of a test's time is waiting on the processes and servers it starts,
+# so two workers overlap that waiting even on two cores. TEST_JOBS=0: one process.
+TEST_JOBS ?= 2
+XDIST = $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
+
 # tests/frozen and tests/firmware need the frozen binary: they run in the binary pass.
 test-package: venv system-deps
-	$(BIN)/python -m pytest -q -m "not onefile_only and not firmware and not arm_only"
+	$(BIN)/python -m pytest -q $(XDIST) -m "not onefile_only and not firmware and not arm_only"
 
 test-binary: venv system-deps $(TEST_BINARY) $(TEST_COMPRESSED) $(TEST_BUNDLE)
 	$(BUILD_PYTHON) build/elf_report.py $(TEST_BINARY)
 	CARAMEL_EMBEDDED_CMD=$(abspath $(TEST_BINARY)) \
-		$(BIN)/python -m pytest -q -m "not in_process and not arm_only"
+		$(BIN)/python -m pytest -q $(XDIST) -m "not in_process and not arm_only"
 
 # The binary pass runs the stored one-file form (the default, shipped form) through every
 # suite; tests/frozen/test_build.py checks there the compressed form's build (its bytes
