@@ -92,11 +92,18 @@ mkdir -p "$DIST"
 DIST=$(cd "$DIST" && pwd)
 VENV=${BUILD_VENV:-"$REPO/.cache/build-venv-$ARCH"}
 PYTHON=${PYTHON:-python3}
-# One work directory per output (the two one-file forms may be frozen side by side).
+# One work directory per output.
 case "$OUTPUT_NAME" in
 caramel-embedded-compressed) WORK="$REPO/build/work/$ARCH/onefile-compressed" ;;
 *) WORK="$REPO/build/work/$ARCH/$FORM" ;;
 esac
+# One freeze of an architecture at a time: they share the build venv (a first freeze makes
+# it), the work directory of their form and PyInstaller's cache, whose index two freezes
+# side by side read half-written. Freezes started together (make -j, the test workers, a
+# test that freezes while another does) wait their turn here.
+mkdir -p "$REPO/.cache"
+exec 9>"$REPO/.cache/freeze-$ARCH.lock"
+flock 9
 
 # --- the build venv ------------------------------------------------------------------
 venv_stamp() {
