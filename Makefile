@@ -46,6 +46,7 @@ TEST_COMPRESSED := $(TEST_DIST)/caramel-embedded-compressed
 TEST_BUNDLE := $(TEST_DIST)/caramel-embedded-dir/caramel-embedded
 FREEZE_INPUTS := $(wildcard caramel_embedded/*.py) build/freeze.sh build/caramel-embedded.spec \
 	build/check_ca.py build/elf_report.py build/sbom.py build/archive_report.py \
+	build/launcher_patch.py \
 	build/requirements.lock build/backend.lock \
 	build/caramel_startup.py $(wildcard build/standins/*/*/*.py)
 # Where a test runs is said by markers alone (pyproject.toml lists them), and each pass picks

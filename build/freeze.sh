@@ -21,11 +21,13 @@
 # - The tools come from build/requirements.lock (hashes, --require-hashes) into a venv of
 #   their own (.cache/build-venv-ARCH, or $BUILD_VENV), never the test venv, so that the
 #   frozen bytes depend on the lock and not on what tests installed. A stamp holding the
-#   locks' digest lets a later build reuse the venv.
+#   locks' digest (and this script's and build/launcher_patch.py's) lets a later build
+#   reuse the venv.
 # - PyInstaller is built from its sdist with PYI_STATIC_ZLIB=1: its launcher then carries
-#   zlib instead of needing the target's libz.so.1. Its build backend (hatchling) is pinned
-#   too (build/backend.lock) and used without build isolation, so no unpinned download
-#   takes part in the build.
+#   zlib instead of needing the target's libz.so.1, and with build/launcher_patch.py's
+#   one change to its launcher (the kernel copies the stored files). Its build backend
+#   (hatchling) is pinned too (build/backend.lock) and used without build isolation, so
+#   no unpinned download takes part in the build.
 # - SOURCE_DATE_EPOCH (the commit's time unless already set) and PYTHONHASHSEED=0 make two
 #   builds of one commit byte-identical.
 set -eu
@@ -107,7 +109,8 @@ flock 9
 
 # --- the build venv ------------------------------------------------------------------
 venv_stamp() {
-	cat "$BUILD_DIR/backend.lock" "$BUILD_DIR/requirements.lock" "$BUILD_DIR/freeze.sh" |
+	cat "$BUILD_DIR/backend.lock" "$BUILD_DIR/requirements.lock" "$BUILD_DIR/freeze.sh" \
+		"$BUILD_DIR/launcher_patch.py" |
 		"$PYTHON" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest(), sys.version.split()[0])'
 }
 
@@ -123,12 +126,31 @@ make_venv() {
 	# pinned files take part. PyInstaller from its sdist compiles its launcher here.
 	"$VENV/bin/pip" install --quiet --disable-pip-version-check --require-hashes --no-deps \
 		--only-binary :all: -r "$BUILD_DIR/backend.lock"
+	# PyInstaller's sdist, hash-checked from the lock, unpacked and given our one change to
+	# its launcher (build/launcher_patch.py: the kernel copies the stored entries; it stops
+	# the build if the sources are not the ones the change was written for), then built
+	# from that directory. The rest of the lock is installed as it stands.
+	sdist="$VENV/pyinstaller-sdist"
+	mkdir -p "$sdist"
+	"$PYTHON" "$BUILD_DIR/launcher_patch.py" split-lock "$BUILD_DIR/requirements.lock" \
+		pyinstaller "$sdist/pyinstaller.lock" "$sdist/rest.lock"
+	"$VENV/bin/pip" download --quiet --disable-pip-version-check --require-hashes --no-deps \
+		--no-build-isolation --no-binary :all: --dest "$sdist" -r "$sdist/pyinstaller.lock"
+	set -- "$sdist"/pyinstaller-*.tar.gz
+	[ $# = 1 ] && [ -f "$1" ] || die "expected one PyInstaller sdist in $sdist, found: $*"
+	tar -xzf "$1" -C "$sdist"
+	set -- "$sdist"/pyinstaller-*/
+	[ $# = 1 ] && [ -d "$1" ] || die "expected one unpacked PyInstaller sdist in $sdist, found: $*"
+	"$PYTHON" "$BUILD_DIR/launcher_patch.py" apply "$1" ||
+		die "PyInstaller's launcher sources cannot take build/launcher_patch.py's change"
 	# Large-file support for the launcher: without it, a 32-bit launcher (armhf) fails to
 	# list its unpack directory on file systems with 64-bit inode numbers (ext4 seen from
 	# qemu on a 64-bit host) and leaves the _MEI directory behind. Harmless on 64-bit.
 	PYI_STATIC_ZLIB=1 CFLAGS="${CFLAGS:-} -D_FILE_OFFSET_BITS=64" "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-		--require-hashes --no-deps --no-build-isolation --no-binary pyinstaller \
-		-r "$BUILD_DIR/requirements.lock"
+		--no-deps --no-build-isolation "$1"
+	"$VENV/bin/pip" install --quiet --disable-pip-version-check \
+		--require-hashes --no-deps --no-build-isolation -r "$sdist/rest.lock"
+	rm -rf "$sdist"
 	launcher_dir=$("$VENV/bin/python" -c 'import os, PyInstaller; from PyInstaller import PLATFORM; print(os.path.join(os.path.dirname(PyInstaller.__file__), "bootloader", PLATFORM))')
 	for launcher in "$launcher_dir/run" "$launcher_dir/run_d"; do
 		if ! "$VENV/bin/python" "$BUILD_DIR/elf_report.py" --needs-only-libc "$launcher"; then
