@@ -76,7 +76,8 @@ def main(argv: list[str]) -> int:
     if not VERSION.fullmatch(arguments.version):
         parser.error(f"{arguments.version!r} is not X.Y.Z (three numbers, no leading zeros)")
     set_version(arguments.repo, arguments.version)
-    print(f"version {arguments.version}: {VERSION_FILE}, {BUILDROOT_MK.name}, the Yocto recipe, the man page")
+    places = f"{VERSION_FILE}, {BUILDROOT_MK.name}, the Yocto recipe, the man page"
+    print(f"version {arguments.version}: {places}")
     return 0
 
 
