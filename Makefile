@@ -123,10 +123,13 @@ build-deps:
 $(TEST_BINARY): $(FREEZE_INPUTS) | build-deps
 	build/freeze.sh --arch $(HOST_ARCH) --form onefile --store yes --dist $(TEST_DIST)
 
-$(TEST_COMPRESSED): $(FREEZE_INPUTS) | build-deps
+# One after the other (order only), as the ARM freezes: freezes side by side (make -j)
+# share PyInstaller's cache of processed libraries, and one read its index while the other
+# was writing it (seen with make -j2 on an empty cache).
+$(TEST_COMPRESSED): $(FREEZE_INPUTS) | build-deps $(TEST_BINARY)
 	build/freeze.sh --arch $(HOST_ARCH) --form onefile --store no --dist $(TEST_DIST)
 
-$(TEST_BUNDLE): $(FREEZE_INPUTS) | build-deps
+$(TEST_BUNDLE): $(FREEZE_INPUTS) | build-deps $(TEST_COMPRESSED)
 	build/freeze.sh --arch $(HOST_ARCH) --form onedir --dist $(TEST_DIST)
 
 binary: build-deps
