@@ -12,6 +12,7 @@
 #   make image-size   both one-file forms and the bundle in squashfs images (xz, zstd, gzip, lzo)
 #   make man    caramel-embedded(1) from the option table, into firmware-integration/
 #   make set-version VERSION=X.Y.Z   the version, wherever it is written
+#   make release [ARCHES=...]   every architecture's builds into dist/release/ (build/release.mk)
 #   make fleet  1,000 devices against one real Caramel behind nginx: bytes, CPU, capacity
 
 PYTHON ?= python3
@@ -40,7 +41,10 @@ STORE_0   := no
 # The tests freeze the host's binary without a CA (the suites pass --ca-cert; one test
 # embeds a CA itself) into a place of their own, so `make binary CA_CERT=...` never changes
 # what the tests run, and a rebuild happens only when something that goes into it changed.
-TEST_DIST   := .cache/test-dist/$(HOST_ARCH)
+# TEST_DIST_ROOT/ARCH: the test freezes of each architecture (make release-check points it
+# elsewhere for its second, fresh build).
+TEST_DIST_ROOT ?= .cache/test-dist
+TEST_DIST   := $(TEST_DIST_ROOT)/$(HOST_ARCH)
 TEST_BINARY := $(TEST_DIST)/caramel-embedded
 TEST_COMPRESSED := $(TEST_DIST)/caramel-embedded-compressed
 TEST_BUNDLE := $(TEST_DIST)/caramel-embedded-dir/caramel-embedded
@@ -127,10 +131,13 @@ build-deps:
 $(TEST_BINARY): $(FREEZE_INPUTS) | build-deps
 	build/freeze.sh --arch $(HOST_ARCH) --form onefile --store yes --dist $(TEST_DIST)
 
-$(TEST_COMPRESSED): $(FREEZE_INPUTS) | build-deps
+# One after the other (order only), as the ARM freezes: freezes side by side (make -j)
+# share PyInstaller's cache of processed libraries, and one read its index while the other
+# was writing it (seen with make -j2 on an empty cache).
+$(TEST_COMPRESSED): $(FREEZE_INPUTS) | build-deps $(TEST_BINARY)
 	build/freeze.sh --arch $(HOST_ARCH) --form onefile --store no --dist $(TEST_DIST)
 
-$(TEST_BUNDLE): $(FREEZE_INPUTS) | build-deps
+$(TEST_BUNDLE): $(FREEZE_INPUTS) | build-deps $(TEST_COMPRESSED)
 	build/freeze.sh --arch $(HOST_ARCH) --form onedir --dist $(TEST_DIST)
 
 binary: build-deps
@@ -228,3 +235,4 @@ clean:
 -include firmware-integration/install.mk
 -include bench/fleet.mk
 -include build/deb.mk
+-include build/release.mk

@@ -1,6 +1,7 @@
 # ARM: the one-file binary and the bundle for aarch64 and armhf, built on this x86_64 machine
 # inside an emulated Debian root of each architecture, and tested there under qemu-user.
-# Included by the Makefile; uses its VENV/BIN, FREEZE_INPUTS, TEST_BINARY and BUILD_PYTHON.
+# Included by the Makefile; uses its VENV/BIN, FREEZE_INPUTS, TEST_DIST_ROOT, TEST_BINARY and
+# BUILD_PYTHON.
 #
 #   make test-arm                      build both architectures and run the ARM pass
 #   make test-arm-aarch64 | test-arm-armhf    one architecture
@@ -43,30 +44,30 @@ arm-root:
 arm-glibc-root:
 	build/glibc-root.sh $(ARCH)
 
-.cache/test-dist/%/caramel-embedded: $(FREEZE_INPUTS) $(ARM_SCRIPTS)
-	build/freeze-in-root.sh --arch $* --form onefile --store yes --dist .cache/test-dist/$*
+$(TEST_DIST_ROOT)/%/caramel-embedded: $(FREEZE_INPUTS) $(ARM_SCRIPTS)
+	build/freeze-in-root.sh --arch $* --form onefile --store yes --dist $(TEST_DIST_ROOT)/$*
 
 # One after the other within an architecture (order only): the freezes share a root and
 # its venv and take turns (a lock), so `make -j2` builds the two architectures side by side.
 # The compressed form: tests/arm checks its build (the same bytes twice, its archive).
-.cache/test-dist/%/caramel-embedded-compressed: $(FREEZE_INPUTS) $(ARM_SCRIPTS) \
-		| .cache/test-dist/%/caramel-embedded
-	build/freeze-in-root.sh --arch $* --form onefile --store no --dist .cache/test-dist/$*
+$(TEST_DIST_ROOT)/%/caramel-embedded-compressed: $(FREEZE_INPUTS) $(ARM_SCRIPTS) \
+		| $(TEST_DIST_ROOT)/%/caramel-embedded
+	build/freeze-in-root.sh --arch $* --form onefile --store no --dist $(TEST_DIST_ROOT)/$*
 
-.cache/test-dist/%/caramel-embedded-dir/caramel-embedded: $(FREEZE_INPUTS) $(ARM_SCRIPTS) \
-		| .cache/test-dist/%/caramel-embedded-compressed
-	build/freeze-in-root.sh --arch $* --form onedir --dist .cache/test-dist/$*
+$(TEST_DIST_ROOT)/%/caramel-embedded-dir/caramel-embedded: $(FREEZE_INPUTS) $(ARM_SCRIPTS) \
+		| $(TEST_DIST_ROOT)/%/caramel-embedded-compressed
+	build/freeze-in-root.sh --arch $* --form onedir --dist $(TEST_DIST_ROOT)/$*
 
 # The host's build venv (made by the host freeze) gives build/elf_report.py PyInstaller's
 # archive reader, to look inside the ARM one-file binaries.
-$(addprefix test-arm-,$(ARM_ARCHES)): test-arm-%: venv system-deps $(TEST_BINARY) .cache/test-dist/%/caramel-embedded \
-		.cache/test-dist/%/caramel-embedded-compressed \
-		.cache/test-dist/%/caramel-embedded-dir/caramel-embedded
+$(addprefix test-arm-,$(ARM_ARCHES)): test-arm-%: venv system-deps $(TEST_BINARY) $(TEST_DIST_ROOT)/%/caramel-embedded \
+		$(TEST_DIST_ROOT)/%/caramel-embedded-compressed \
+		$(TEST_DIST_ROOT)/%/caramel-embedded-dir/caramel-embedded
 	@glibc_root=$$(build/glibc-root.sh $*) && \
 	echo "test-arm: $* under qemu-user, QEMU_LD_PREFIX=$$glibc_root" && \
 	CARAMEL_ARM_ARCH=$* \
-	CARAMEL_ARM_DIST=$(abspath .cache/test-dist/$*) \
+	CARAMEL_ARM_DIST=$(abspath $(TEST_DIST_ROOT)/$*) \
 	CARAMEL_ARM_GLIBC_ROOT=$$glibc_root \
 	CARAMEL_BUILD_PYTHON=$(abspath $(BUILD_PYTHON)) \
-	CARAMEL_EMBEDDED_CMD="env QEMU_LD_PREFIX=$$glibc_root $(abspath .cache/test-dist/$*/caramel-embedded)" \
+	CARAMEL_EMBEDDED_CMD="env QEMU_LD_PREFIX=$$glibc_root $(abspath $(TEST_DIST_ROOT)/$*/caramel-embedded)" \
 		$(BIN)/python -m pytest $(ARM_PYTEST_FLAGS) $(ARM_SUITE)

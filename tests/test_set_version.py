@@ -18,6 +18,7 @@ SCRIPT = REPO / "build" / "set_version.py"
 FILES = (
     "caramel_embedded/version.py",
     "firmware-integration/buildroot/package/caramel-embedded/caramel-embedded.mk",
+    "firmware-integration/caramel-embedded.1",
 )
 
 
@@ -52,6 +53,10 @@ def test_every_place_names_the_new_version(tree: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert '__version__ = "1.2.3"\n' in (tree / FILES[0]).read_text()
     assert "\nCARAMEL_EMBEDDED_VERSION = 1.2.3\n" in (tree / FILES[1]).read_text()
+    [title] = [
+        line for line in (tree / FILES[2]).read_text().splitlines() if line.startswith(".TH")
+    ]
+    assert title == '.TH CARAMEL\\-EMBEDDED 1 "" "caramel\\-embedded 1.2.3" "User Commands"'
     [recipe] = tree.rglob("caramel-embedded_*.bb")
     assert recipe.name == "caramel-embedded_1.2.3.bb"
     assert recipe.read_text() == recipe_check.recipe_path().read_text()

@@ -7,7 +7,7 @@
 # The binaries are frozen by PyInstaller outside Buildroot (`make binary ARCH=...` or
 # `make bundle ARCH=...` in the caramel-embedded tree, on Debian bookworm or a root of the
 # target's architecture); this package installs them with the tree's own `make install`.
-CARAMEL_EMBEDDED_VERSION = 0.1.0
+CARAMEL_EMBEDDED_VERSION = 0.2.0
 CARAMEL_EMBEDDED_LICENSE = MIT
 CARAMEL_EMBEDDED_LICENSE_FILES = LICENSE
 CARAMEL_EMBEDDED_TREE = $(or $(call qstrip,$(BR2_PACKAGE_CARAMEL_EMBEDDED_TREE)),$(BR2_EXTERNAL_CARAMEL_EMBEDDED_PATH)/../..)
