@@ -15,7 +15,9 @@
   filesystem (tmpfs, ramfs). A ``memfd_create`` file (the client hands its key and
   certificate to TLS through one; strace names it ``/memfd:NAME (deleted)``) is memory,
   not a path on any mount. Sockets, pipes and terminals are left out. The launcher's
-  unpacking is counted (it writes with ``write``); shared libraries that the dynamic loader
+  unpacking is counted: the compressed form writes with ``write``, the stored form has
+  the kernel copy with ``sendfile`` (counted as read from the binary and written to the
+  unpacked file; ``copy_file_range`` likewise); shared libraries that the dynamic loader
   maps with ``mmap`` are not, and on a warm page cache those cost no disk reads anyway.
   It is a count of requests to the kernel, an upper bound on what reaches the medium.
 """
@@ -37,7 +39,33 @@ _SYSCALL = re.compile(
     r"^(?P<call>p?read(?:64|v)?|preadv2?|p?write(?:64|v)?|pwritev2?)"
     r"\((?P<fd>\d+)<(?P<path>[^>]*)>.*\)\s+=\s+(?P<result>-?\d+)"
 )
-_TRACED_CALLS = "read,pread64,readv,preadv,preadv2,write,pwrite64,writev,pwritev,pwritev2"
+# The kernel's copies between two files: (source, destination) by the calls' argument order.
+_SENDFILE = re.compile(
+    r"^sendfile\((?P<out_fd>\d+)<(?P<destination>[^>]*)>, (?P<in_fd>\d+)<(?P<source>[^>]*)>"
+    r".*\)\s+=\s+(?P<result>-?\d+)"
+)
+_COPY_FILE_RANGE = re.compile(
+    r"^copy_file_range\((?P<in_fd>\d+)<(?P<source>[^>]*)>, [^,]+, "
+    r"(?P<out_fd>\d+)<(?P<destination>[^>]*)>.*\)\s+=\s+(?P<result>-?\d+)"
+)
+_TRACED_CALLS = (
+    "read,pread64,readv,preadv,preadv2,write,pwrite64,writev,pwritev,pwritev2,"
+    "sendfile,copy_file_range"
+)
+
+
+def transfers(line: str) -> list[tuple[str, str, int]]:
+    """(direction, path, bytes) of one strace line: ``read`` or ``written``, for each file a
+    call moved bytes from or to; a kernel copy counts for both of its files."""
+    match = _SYSCALL.match(line)
+    if match is not None:
+        direction = "read" if "read" in match["call"] else "written"
+        return [(direction, match["path"], int(match["result"]))]
+    match = _SENDFILE.match(line) or _COPY_FILE_RANGE.match(line)
+    if match is not None:
+        count = int(match["result"])
+        return [("read", match["source"], count), ("written", match["destination"], count)]
+    return []
 
 
 @dataclass(frozen=True)
@@ -122,16 +150,13 @@ def file_bytes(argv: Sequence[str], env: Mapping[str, str], strace: str) -> File
         )
         for trace in Path(directory).iterdir():
             for line in trace.read_text(errors="replace").splitlines():
-                match = _SYSCALL.match(line)
-                if match is None or int(match["result"]) <= 0:
-                    continue
-                path = match["path"].removesuffix(" (deleted)")
-                if not path.startswith("/"):
-                    continue  # socket:[..], pipe:[..], anon_inode:...
-                kind = _filesystem(path, mounts)
-                if kind in NOT_FILES:
-                    continue
-                where = "ram" if kind in RAM_FILESYSTEMS else "persistent"
-                direction = "read" if "read" in match["call"] else "written"
-                totals[f"{direction}_{where}"] += int(match["result"])
+                for direction, traced_path, count in transfers(line):
+                    path = traced_path.removesuffix(" (deleted)")
+                    if count <= 0 or not path.startswith("/"):
+                        continue  # failed calls; socket:[..], pipe:[..], anon_inode:...
+                    kind = _filesystem(path, mounts)
+                    if kind in NOT_FILES:
+                        continue
+                    where = "ram" if kind in RAM_FILESYSTEMS else "persistent"
+                    totals[f"{direction}_{where}"] += count
     return FileBytes(**totals)
