@@ -22,6 +22,9 @@ _GENERALIZED_TIME = 0x18
 _EXPLICIT_0 = 0xA0
 _EXPLICIT_3 = 0xA3
 _BOOLEAN = 0x01
+_BIT_STRING = 0x03
+_ISSUER_UNIQUE_ID = 0x81
+_SUBJECT_UNIQUE_ID = 0x82
 _STRING_TAGS = {0x0C, 0x13, 0x14, 0x16, 0x1A, 0x1E}  # UTF8, Printable, T61, IA5, Visible, BMP
 
 _OCTET_STRING = 0x04
@@ -97,12 +100,17 @@ def is_ca_certificate(der: bytes) -> bool:
             continue
         value = _expect(fields[-1], _OCTET_STRING)
         constraints = _children(_only(value, _SEQUENCE))
-        if not constraints or constraints[0][0] != _BOOLEAN:
-            return False  # cA absent: DEFAULT FALSE
-        flag = constraints[0][1]
-        if len(flag) != 1:
+        is_ca = bool(constraints) and constraints[0][0] == _BOOLEAN  # absent: DEFAULT FALSE
+        if is_ca and constraints[0][1] != b"\xff":  # DER: TRUE is 0xFF, FALSE is left out
             raise DERError("bad boolean in basicConstraints")
-        return flag != b"\x00"
+        path_length = constraints[1:] if is_ca else constraints
+        if len(path_length) > 1 or (path_length and path_length[0][0] != _INTEGER):
+            raise DERError("bad basicConstraints")
+        if path_length:
+            _integer(path_length[0][1])
+            if path_length[0][1][0] & 0x80:
+                raise DERError("negative path length in basicConstraints")
+        return is_ca
     return False
 
 
@@ -133,14 +141,98 @@ _TLV = tuple[int, bytes]
 
 
 def _tbs_fields(der: bytes) -> list[_TLV]:
-    """The fields of a certificate's TBSCertificate from the serial number on."""
-    certificate = _only(der, _SEQUENCE)
-    tbs = _children(_first(certificate, _SEQUENCE))
-    if tbs and tbs[0][0] == _EXPLICIT_0:
-        tbs = tbs[1:]
-    if len(tbs) < 6 or tbs[0][0] != _INTEGER:
+    """The fields of a certificate's TBSCertificate from the serial number on.
+
+    The whole certificate must have RFC 5280's shape (4.1), down to the algorithms, the
+    public key's and the signature's BIT STRINGs and each extension, in DER: a trust
+    anchor that cryptography or OpenSSL would refuse must not pass here as a CA (found by
+    fuzzing: a certificate with a damaged public key was taken as one).
+    """
+    certificate = _children(_only(der, _SEQUENCE))
+    if len(certificate) != 3 or certificate[0][0] != _SEQUENCE:
         raise DERError("not a certificate")
+    _algorithm(certificate[1])
+    _bit_string(certificate[2])
+    tbs = _children(certificate[0][1])
+    if tbs and tbs[0][0] == _EXPLICIT_0:
+        if _only(tbs[0][1], _INTEGER) != b"\x02":  # v1 is written by leaving the field out
+            raise DERError("unsupported certificate version")
+        tbs = tbs[1:]
+    if len(tbs) < 6 or [tag for tag, _ in tbs[:6]] != [_INTEGER] + [_SEQUENCE] * 5:
+        raise DERError("not a certificate")
+    _integer(tbs[0][1])
+    _algorithm(tbs[1])
+    key = _children(tbs[5][1])
+    if len(key) != 2:
+        raise DERError("bad public key")
+    _algorithm(key[0])
+    _bit_string(key[1])
+    optional = [tag for tag, _ in tbs[6:]]
+    if optional != sorted(set(optional)) or not set(optional) <= set(_OPTIONAL):
+        raise DERError("unexpected fields after the public key")
+    for tag, content in tbs[6:]:
+        if tag == _EXPLICIT_3:
+            _extensions(content)
+        else:
+            _bit_string((tag, content))
     return tbs
+
+
+# The optional fields after the public key, each at most once, in this order.
+_OPTIONAL = (_ISSUER_UNIQUE_ID, _SUBJECT_UNIQUE_ID, _EXPLICIT_3)
+
+
+def _extensions(content: bytes) -> None:
+    """A non-empty SEQUENCE of extensions, each OID once, ``critical`` only when TRUE."""
+    seen: set[bytes] = set()
+    extensions = _children(_only(content, _SEQUENCE))
+    if not extensions:
+        raise DERError("empty extensions")
+    for extension in extensions:
+        fields = _children(_expect(extension, _SEQUENCE))
+        if len(fields) not in (2, 3) or fields[0][0] != _OID or fields[-1][0] != _OCTET_STRING:
+            raise DERError("bad extension")
+        _oid(fields[0][1])
+        if len(fields) == 3 and (fields[1][0] != _BOOLEAN or fields[1][1] != b"\xff"):
+            raise DERError("bad extension criticality")  # DER leaves FALSE out
+        if fields[0][1] in seen:
+            raise DERError("an extension given twice")
+        seen.add(fields[0][1])
+
+
+def _algorithm(element: _TLV) -> None:
+    """An AlgorithmIdentifier: an OID and at most one parameter."""
+    fields = _children(_expect(element, _SEQUENCE))
+    if not 1 <= len(fields) <= 2 or fields[0][0] != _OID:
+        raise DERError("bad algorithm identifier")
+    _oid(fields[0][1])
+
+
+def _bit_string(element: _TLV) -> None:
+    content = element[1]
+    if element[0] not in (_BIT_STRING, _ISSUER_UNIQUE_ID, _SUBJECT_UNIQUE_ID) or not content:
+        raise DERError("bad bit string")
+    unused = content[0]
+    if unused > 7 or (len(content) == 1 and unused) or content[-1] & ((1 << unused) - 1):
+        raise DERError("bad bit string")
+
+
+def _integer(content: bytes) -> None:
+    """Minimal two's complement: no leading 0x00 before a byte < 0x80, nor 0xFF before one
+    >= 0x80."""
+    if not content:
+        raise DERError("bad integer")
+    if len(content) > 1 and (content[0], content[1] >> 7) in ((0x00, 0), (0xFF, 1)):
+        raise DERError("bad integer")
+
+
+def _oid(content: bytes) -> None:
+    """An object identifier's arcs: base 128, no padding, the last one complete."""
+    if not content or content[-1] & 0x80:
+        raise DERError("bad object identifier")
+    for index, byte in enumerate(content):
+        if byte == 0x80 and (index == 0 or not content[index - 1] & 0x80):
+            raise DERError("bad object identifier")
 
 
 def _read(data: bytes, offset: int) -> tuple[int, bytes, int]:
@@ -203,6 +295,7 @@ def _name(element: _TLV) -> Name:
             fields = _children(_expect(pair, _SEQUENCE))
             if len(fields) != 2 or fields[0][0] != _OID:
                 raise DERError("bad name attribute")
+            _oid(fields[0][1])
             attributes.append(Attribute(fields[0][1], _text(fields[1])))
     return tuple(attributes)
 
