@@ -188,7 +188,7 @@ format: venv
 # after the other; per target the executions, coverage and findings; 1 on any finding.
 # atheris lives in a venv of its own (the `fuzz` extra), never in the test venv.
 FUZZ_VENV    := .cache/fuzz-venv
-FUZZ_SECONDS ?= 15
+FUZZ_SECONDS ?= 12
 FUZZ_NICE    ?= 0
 
 $(FUZZ_VENV)/.installed: pyproject.toml

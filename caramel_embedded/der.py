@@ -91,9 +91,18 @@ def is_ca_certificate(der: bytes) -> bool:
     would otherwise become the subject of our request and the issuer we check against.
     No extension, or an extension without the flag, means not a CA (RFC 5280 4.2.1.9).
     """
-    extensions = [field for field in _tbs_fields(der)[6:] if field[0] == _EXPLICIT_3]
+    certificate, tbs = _certificate(der)
+    extensions = [field for field in tbs[6:] if field[0] == _EXPLICIT_3]
     if not extensions:
         return False
+    oids = _extensions(extensions[0][1])
+    if len(set(oids)) != len(oids):
+        raise DERError("an extension given twice")  # cryptography reads none of them then
+    if OID_BASIC_CONSTRAINTS in oids:
+        # the algorithms named, with the parameters cryptography reads for each
+        _known_algorithm(certificate[1], _SIGNATURE_ALGORITHMS)
+        _known_algorithm(tbs[1], _SIGNATURE_ALGORITHMS)
+        _known_algorithm(_children(tbs[5][1])[0], _KEY_ALGORITHMS)
     for extension in _children(_only(extensions[0][1], _SEQUENCE)):
         fields = _children(_expect(extension, _SEQUENCE))
         if not fields or fields[0] != (_OID, OID_BASIC_CONSTRAINTS):
@@ -148,6 +157,16 @@ def _tbs_fields(der: bytes) -> list[_TLV]:
     anchor that cryptography or OpenSSL would refuse must not pass here as a CA (found by
     fuzzing: a certificate with a damaged public key was taken as one).
     """
+    return _certificate(der)[1]
+
+
+def _certificate(der: bytes) -> tuple[list[_TLV], list[_TLV]]:
+    """The certificate's three fields, and its TBSCertificate's from the serial number on.
+
+    Nothing is refused here that cryptography reads (an installed certificate that this
+    refused would be taken for a damaged file): the checks a CA needs beyond it are
+    ``is_ca_certificate``'s.
+    """
     certificate = _children(_only(der, _SEQUENCE))
     if len(certificate) != 3 or certificate[0][0] != _SEQUENCE:
         raise DERError("not a certificate")
@@ -175,29 +194,59 @@ def _tbs_fields(der: bytes) -> list[_TLV]:
             _extensions(content)
         else:
             _bit_string((tag, content))
-    return tbs
+    return certificate, tbs
 
 
 # The optional fields after the public key, each at most once, in this order.
 _OPTIONAL = (_ISSUER_UNIQUE_ID, _SUBJECT_UNIQUE_ID, _EXPLICIT_3)
 
 
-def _extensions(content: bytes) -> None:
-    """A non-empty SEQUENCE of extensions, each OID once, ``critical`` only when TRUE."""
-    seen: set[bytes] = set()
-    extensions = _children(_only(content, _SEQUENCE))
-    if not extensions:
-        raise DERError("empty extensions")
-    for extension in extensions:
+def _extensions(content: bytes) -> list[bytes]:
+    """A SEQUENCE of extensions, ``critical`` only when TRUE; their OIDs."""
+    oids = []
+    for extension in _children(_only(content, _SEQUENCE)):
         fields = _children(_expect(extension, _SEQUENCE))
         if len(fields) not in (2, 3) or fields[0][0] != _OID or fields[-1][0] != _OCTET_STRING:
             raise DERError("bad extension")
         _oid(fields[0][1])
         if len(fields) == 3 and (fields[1][0] != _BOOLEAN or fields[1][1] != b"\xff"):
             raise DERError("bad extension criticality")  # DER leaves FALSE out
-        if fields[0][1] in seen:
-            raise DERError("an extension given twice")
-        seen.add(fields[0][1])
+        oids.append(fields[0][1])
+    return oids
+
+
+_ABSENT = frozenset({None})
+_NULL_OR_ABSENT = frozenset({None, 0x05})
+_SIGNATURE_ALGORITHMS = {
+    bytes.fromhex("2a864886f70d010105"): _NULL_OR_ABSENT,  # sha1WithRSAEncryption
+    bytes.fromhex("2a864886f70d01010b"): _NULL_OR_ABSENT,  # sha256WithRSAEncryption
+    bytes.fromhex("2a864886f70d01010c"): _NULL_OR_ABSENT,  # sha384WithRSAEncryption
+    bytes.fromhex("2a864886f70d01010d"): _NULL_OR_ABSENT,  # sha512WithRSAEncryption
+    bytes.fromhex("2a8648ce3d040302"): _ABSENT,  # ecdsa-with-SHA256
+    bytes.fromhex("2a8648ce3d040303"): _ABSENT,  # ecdsa-with-SHA384
+    bytes.fromhex("2a8648ce3d040304"): _ABSENT,  # ecdsa-with-SHA512
+    bytes.fromhex("2b6570"): _ABSENT,  # Ed25519
+}
+_KEY_ALGORITHMS = {
+    OID_RSA_ENCRYPTION: _NULL_OR_ABSENT,
+    bytes.fromhex("2a8648ce3d0201"): frozenset({_OID}),  # id-ecPublicKey, a named curve
+    bytes.fromhex("2b6570"): _ABSENT,  # Ed25519
+}
+
+
+def _known_algorithm(element: _TLV, known: dict[bytes, frozenset[int | None]]) -> None:
+    """One of the algorithms a CA of ours may name, its parameters as cryptography reads
+    them: anything else in a CA is refused (fuzzing found a CA whose signature algorithm
+    had parameters that cryptography refuses)."""
+    fields = _children(element[1])
+    parameters = fields[1] if len(fields) == 2 else None
+    allowed = known.get(fields[0][1])
+    if allowed is None or (parameters[0] if parameters else None) not in allowed:
+        raise DERError("an algorithm a CA certificate cannot name here")
+    if parameters is not None and parameters[0] == 0x05 and parameters[1]:
+        raise DERError("bad NULL")
+    if parameters is not None and parameters[0] == _OID:
+        _oid(parameters[1])
 
 
 def _algorithm(element: _TLV) -> None:

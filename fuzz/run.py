@@ -4,8 +4,8 @@ Per target: libFuzzer's executions, its coverage figures (``cov``: edges of the 
 code reached; ``ft``: features, edges with hit counts and compared values) and the
 findings (crash, timeout or out-of-memory inputs, kept under .cache/fuzz/findings). The
 status is 1 when any target found anything. The corpus grows under .cache/fuzz/corpus
-from one run to the next; the seeds are the checked-in ones (fuzz/seeds) and those made
-from the test suite's certificate factory (``fuzz.seeds``).
+from one run to the next, from the seeds that ``fuzz.seeds`` makes (the test suite's kinds
+of input) and any checked in under fuzz/seeds/TARGET.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ _EXECUTED = re.compile(rb"stat::number_of_executed_units: (\d+)")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fuzz.run")
-    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--seconds", type=int, default=12)
     parser.add_argument("--targets", default=",".join(targets.NAMES))
     parser.add_argument("--nice", type=int, default=0, help="run each target at this niceness")
     arguments = parser.parse_args(argv)
@@ -80,7 +80,7 @@ def run_target(name: str, seconds: int, generated: Path, nice: int) -> int:
     print(f"{name:<16}{runs:>12}{elapsed:>9.0f}{cov:>7}{ft:>7}  {found}", flush=True)
     if found:
         for artifact in new:
-            print(f"  input: {artifact.relative_to(ROOT)}")
+            print(f"  input: {artifact}")
         tail = text.decode("utf-8", "replace").splitlines()
         start = next(
             (
@@ -93,7 +93,7 @@ def run_target(name: str, seconds: int, generated: Path, nice: int) -> int:
             max(0, len(tail) - 30),
         )
         print("\n".join(f"  | {line}" for line in tail[start : start + 40]))
-        print(f"  log: {log.relative_to(ROOT)}")
+        print(f"  log: {log}")
     return found
 
 

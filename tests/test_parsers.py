@@ -218,7 +218,9 @@ _REFERENCE_CLIENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
 
 
 def _reference_pem(text: bytes) -> list[tuple[str, bytes]] | None:
-    """The blocks as the regular expression read them, or None where it refused."""
+    """The blocks as the regular expression read them, or None where it refused; and since
+    make fuzz held the reader to cryptography's PEM loading: the body in lines of base64,
+    none empty, each ended by LF or CR LF, and canonical base64 (no unused bits set)."""
     blocks, position = [], 0
     for match in _REFERENCE_PEM_BLOCK.finditer(text):
         if text[position : match.start()].strip():
@@ -226,9 +228,13 @@ def _reference_pem(text: bytes) -> list[tuple[str, bytes]] | None:
         lines = match.group(2).split()
         if not lines or not all(_REFERENCE_BASE64_LINE.fullmatch(line) for line in lines):
             return None
+        if not re.fullmatch(rb"([A-Za-z0-9+/=]+\r?\n)+", match.group(2)):
+            return None
         try:
             body = base64.b64decode(b"".join(lines), validate=True)
         except binascii.Error:
+            return None
+        if base64.b64encode(body) != b"".join(lines):
             return None
         blocks.append((match.group(1).decode(), body))
         position = match.end()

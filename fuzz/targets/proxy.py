@@ -2,8 +2,8 @@
 
 Contract, for any input:
 - ``parse`` returns a proxy (a host as SERVER's rules have it, a port 1 to 65535) or
-  raises ``UsageError``; the password it was given is in no text of the proxy (``str``,
-  ``repr``), only in its ``Proxy-Authorization`` value;
+  raises ``UsageError``; its texts (``str``, ``repr``) are its host and port alone, so the
+  credentials are only in its ``Proxy-Authorization`` value, and are the URL's;
 - ``bypassed`` answers, never raises;
 - ``open_tunnel`` returns (a 2xx answer) or raises ``TunnelRefused`` (an ``OSError``, which
   the network turns into ``NetworkError``), whatever the proxy sends and however it is cut
@@ -55,9 +55,12 @@ def check(data: bytes) -> None:
             raise Finding(f"proxy port {found.port}")
         if found.authorization is not None:
             user_password = base64.b64decode(found.authorization.removeprefix("Basic "))
-            password = user_password.decode("utf-8", "surrogateescape").partition(":")[2]
-            if len(password) > 3 and (password in str(found) or password in repr(found)):
-                raise Finding("the proxy's password shows in its text")
+            shown = f"[{found.host}]" if ":" in found.host else found.host
+            if (str(found), repr(found)) != (
+                f"{shown}:{found.port}",
+                f"Proxy({shown}:{found.port})",
+            ):
+                raise Finding(f"the proxy's text is more than its host and port: {found!r}")
             credentials = text.strip().partition("://")[2 if "://" in text else 0]
             credentials = credentials.split("/", 1)[0].rpartition("@")[0]
             user, _, given = credentials.partition(":")

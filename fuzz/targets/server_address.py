@@ -43,7 +43,7 @@ def reference(text: str) -> tuple[str, int, str] | None:
         scheme, _, rest = rest.partition("://")
         if scheme.lower() != "https":
             return None
-    if any(c in rest for c in "?#@%\\") or not rest.isascii() or not rest.isprintable():
+    if any(c in rest for c in "?#%\\") or not rest.isascii() or not rest.isprintable():
         return None  # a query, a fragment, user information: none is SERVER's
     try:
         parts = urllib.parse.urlsplit("https://" + rest)
@@ -51,6 +51,8 @@ def reference(text: str) -> tuple[str, int, str] | None:
     except ValueError:
         return None
     host = parts.hostname
+    if "@" in parts.netloc:
+        return None  # user information
     if host is None or parts.netloc.endswith(":") or port == 0:
         return None
     if parts.netloc.startswith("["):
