@@ -33,18 +33,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=12)
     parser.add_argument("--targets", default=",".join(targets.NAMES))
     parser.add_argument("--nice", type=int, default=0, help="run each target at this niceness")
+    parser.add_argument("--runs", type=int, default=0, help="stop a target after this many")
     arguments = parser.parse_args(argv)
     generated = seeds.generate(CACHE / "seeds")
     findings = 0
     print(f"{'target':<16}{'executions':>12}{'seconds':>9}{'cov':>7}{'ft':>7}  findings")
     for name in arguments.targets.split(","):
-        found = run_target(name, arguments.seconds, generated / name, arguments.nice)
+        found = run_target(
+            name, arguments.seconds, generated / name, arguments.nice, arguments.runs
+        )
         findings += found
     print(f"fuzz: {findings} finding(s)")
     return 1 if findings else 0
 
 
-def run_target(name: str, seconds: int, generated: Path, nice: int) -> int:
+def run_target(name: str, seconds: int, generated: Path, nice: int, runs: int = 0) -> int:
     corpus = CACHE / "corpus" / name
     artifacts = CACHE / "findings" / name
     log = CACHE / "logs" / f"{name}.log"
@@ -58,6 +61,7 @@ def run_target(name: str, seconds: int, generated: Path, nice: int) -> int:
         "fuzz.one",
         name,
         f"-max_total_time={seconds}",
+        *([f"-runs={runs}"] if runs else []),
         f"-artifact_prefix={artifacts}/",
         *OPTIONS,
         str(corpus),
