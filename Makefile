@@ -27,7 +27,7 @@ SYSTEM_PACKAGES := $(DEMO_PACKAGES) strace groff:groff-base
 
 .PHONY: all venv system-deps test test-package test-binary test-bundle test-unit test-e2e \
 	lint format demo demo-deps demo-server demo-sign demo-stop clean binary bundle bench \
-	build-deps bench-deps trim-report man test-compressed image-size set-version
+	build-deps bench-deps trim-report man test-compressed image-size set-version fuzz
 
 # --- freezing (build/freeze.sh holds the steps, build/caramel-embedded.spec the choices) ---
 HOST_ARCH := $(shell build/freeze.sh --host-arch)
@@ -190,14 +190,31 @@ test-e2e: venv system-deps
 	$(BIN)/python -m pytest -q -m e2e
 
 lint: venv
-	$(BIN)/ruff format --check caramel_embedded tests testbed build bench for-caramel-operators
-	$(BIN)/ruff check caramel_embedded tests testbed build bench for-caramel-operators
+	$(BIN)/ruff format --check caramel_embedded tests testbed build bench for-caramel-operators fuzz
+	$(BIN)/ruff check caramel_embedded tests testbed build bench for-caramel-operators fuzz
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 format: venv
-	$(BIN)/ruff format caramel_embedded tests testbed build bench for-caramel-operators
-	$(BIN)/ruff check --fix caramel_embedded tests testbed build bench for-caramel-operators
+	$(BIN)/ruff format caramel_embedded tests testbed build bench for-caramel-operators fuzz
+	$(BIN)/ruff check --fix caramel_embedded tests testbed build bench for-caramel-operators fuzz
+
+# Coverage-guided fuzzing of every parser (fuzz/, atheris): FUZZ_SECONDS each, one target
+# after the other; per target the executions, coverage and findings; 1 on any finding.
+# atheris lives in a venv of its own (the `fuzz` extra), never in the test venv.
+FUZZ_VENV    := .cache/fuzz-venv
+FUZZ_SECONDS ?= 12
+FUZZ_NICE    ?= 0
+
+$(FUZZ_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(FUZZ_VENV)
+	$(FUZZ_VENV)/bin/pip install -q --upgrade pip
+	$(FUZZ_VENV)/bin/pip install -q -e '.[fuzz]'
+	touch $@
+
+fuzz: $(FUZZ_VENV)/.installed
+	$(FUZZ_VENV)/bin/python -m fuzz.run --seconds $(FUZZ_SECONDS) --nice $(FUZZ_NICE) \
+		$(if $(FUZZ_TARGETS),--targets $(FUZZ_TARGETS))
 
 demo: venv demo-deps
 	$(BIN)/python -m tests.e2e.demo

@@ -25,7 +25,8 @@ SOURCES = ("auto", "serial", "mac", "mac:IFACE", "machine-id", "file:PATH")
 _ID_CHARACTERS = frozenset(ascii_letters + digits + "._:@-")
 # Compiled on first use (re keeps them): a run with its id given never reads hardware.
 _MAC = r"([0-9a-f]{2}:){5}[0-9a-f]{2}"
-_CPUINFO_SERIAL = r"(?m)^Serial\s*:\s*(\S+)\s*$"
+# One line: "Serial<tabs or spaces>: <one word>" (\s would reach into the next line).
+_CPUINFO_SERIAL = r"(?m)^Serial[ \t]*:[ \t]*(\S+)[ \t\r]*$"
 # Values that firmware and BIOS vendors leave in place of a real serial number.
 _PLACEHOLDER_SERIALS = {
     "",

@@ -83,11 +83,13 @@ def _is_option(word: str) -> bool:
 
 
 def _is_number(word: str) -> bool:
-    try:
-        float(word)
-    except ValueError:
-        return False
-    return True
+    """A negative number as argparse has one: ``-`` then digits, or digits, a dot, digits
+    (``-1``, ``-.5``, ``-2.5``; not ``-4.``, ``-inf`` or ``-1e3``, which ``float`` took: found
+    by fuzzing). No regular expression: one compile less at every start."""
+    whole, dot, fraction = word[1:].partition(".")
+    if dot:
+        return (not whole or whole.isdecimal()) and fraction.isdecimal()
+    return whole.isdecimal()
 
 
 def _value_after(name: str, rest: Iterator[str]) -> str:

@@ -89,10 +89,20 @@ def _block_at(text: bytes, start: int) -> tuple[bytes, bytes, int]:
 
 
 def _decode_body(body: bytes) -> bytes:
-    lines = body.split()
-    if not lines or any(line.translate(None, _BASE64) for line in lines):
+    """Lines of base64, each ended by LF or CR LF, none empty and no other white space: a
+    blank line or a space inside is no PEM to cryptography (found by fuzzing)."""
+    lines = [line.removesuffix(b"\r") for line in body.split(b"\n")]
+    if len(lines) < 2 or lines.pop():
+        raise PEMError("PEM block body is not base64")  # the END line must start a line
+    if any(not line or line.translate(None, _BASE64) for line in lines):
         raise PEMError("PEM block body is not base64")
+    text = b"".join(lines)
     try:
-        return base64.b64decode(b"".join(lines), validate=True)
+        der = base64.b64decode(text, validate=True)
     except binascii.Error as error:
         raise PEMError(f"PEM block body is not base64: {error}") from None
+    # Unused bits of the last character set, or no padding: other bytes than the ones we
+    # would write for this DER, which cryptography refuses (found by fuzzing).
+    if base64.b64encode(der) != text:
+        raise PEMError("PEM block body is not canonical base64")
+    return der

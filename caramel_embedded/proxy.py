@@ -63,7 +63,10 @@ def parse(text: str, source: str) -> Proxy:
         host, port_text = hostport[: closing + 1], hostport[closing + 1 :].removeprefix(":")
     elif ":" in hostport:
         host, _, port_text = hostport.partition(":")
-    if not is_host(host) or (port_text and not port_text.isdigit()):
+    # ASCII digits: str.isdigit() takes "²", which int() refuses (found by fuzzing)
+    # (and at most 5 of them after any zeros: int() refuses over 4300 digits)
+    number = port_text.isascii() and port_text.isdigit() and len(port_text.lstrip("0")) <= 5
+    if not is_host(host) or (port_text and not number):
         raise UsageError(f"{source}: expected [http://][user[:password]@]host[:port]")
     port = int(port_text) if port_text else 1080
     if not 0 < port < 65536:
@@ -75,7 +78,9 @@ def _basic(credentials: str) -> str:
     import base64
 
     user, _, password = credentials.partition(":")
-    token = f"{unquote(user)}:{unquote(password)}".encode()
+    # The bytes as given: a command line or environment that is not UTF-8 reaches us with
+    # surrogate escapes, which strict UTF-8 cannot encode (found by fuzzing).
+    token = f"{unquote(user)}:{unquote(password)}".encode("utf-8", "surrogateescape")
     return "Basic " + base64.b64encode(token).decode("ascii")
 
 
@@ -134,9 +139,13 @@ def open_tunnel(connection: socket.socket, proxy: Proxy, host: str, port: int) -
     reply = _read_reply_header(connection, proxy)
     status_line = reply.split(b"\r\n", 1)[0].decode("latin-1")
     parts = status_line.split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+    # A status is three ASCII digits: str.isdigit() takes "²07", which int() refuses (found
+    # by fuzzing).
+    status = parts[1] if len(parts) > 1 else ""
+    three_digits = len(status) == 3 and status.isascii() and status.isdigit()
+    if not parts[0].startswith("HTTP/1.") or not three_digits:
         raise TunnelRefused(0, f"proxy {proxy} did not answer as an HTTP proxy")
-    if not 200 <= int(parts[1]) < 300:
+    if not 200 <= int(status) < 300:
         raise TunnelRefused(
             0, f"proxy {proxy} refused the tunnel to {target}: {' '.join(parts[1:])[:100]}"
         )

@@ -9,6 +9,10 @@ from caramel_embedded.record import Record
 
 _NAME = frozenset(ascii_letters + digits + ".-")
 _IPV6 = frozenset("0123456789ABCDEFabcdef:.")
+_DIGITS = frozenset(digits)  # str.isdigit() takes "²", which int() refuses (found by fuzzing)
+# RFC 3986 path characters, without "%": a prefix is sent as it is, in ASCII, and a query,
+# a fragment, a space or a character outside ASCII is none (found by fuzzing).
+_PATH = frozenset(ascii_letters + digits + "-._~!$&'()*+,;=:@/")
 
 
 def is_host(text: str) -> bool:
@@ -18,8 +22,27 @@ def is_host(text: str) -> bool:
     Sets of characters, not a regular expression: compiling one cost 0.1 ms of every start.
     """
     if text.startswith("["):
-        return len(text) > 2 and text.endswith("]") and set(text[1:-1]) <= _IPV6
+        return (
+            len(text) > 2
+            and text.endswith("]")
+            and set(text[1:-1]) <= _IPV6
+            and _is_ipv6_address(text[1:-1])
+        )
     return bool(text) and set(text) <= _NAME and text[0] not in ".-" and text[-1] not in ".-"
+
+
+def _is_ipv6_address(text: str) -> bool:
+    """Whether the characters make an IPv6 address (``[:0]`` does not: found by fuzzing).
+
+    ipaddress is imported here, for a bracketed address only: a name costs nothing more.
+    """
+    import ipaddress
+
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 class ServerAddress(Record):
@@ -57,13 +80,18 @@ def parse(text: str) -> ServerAddress:
             port_text = port_text[1:]
     elif ":" in hostport:
         host, _, port_text = hostport.partition(":")
-    if not is_host(host) or any(c in prefix for c in "?#% "):
+    if not is_host(host) or not set(prefix) <= _PATH:
         raise UsageError(
             f"SERVER {original!r}: expected host, host:port or https://host[:port][/prefix]"
         )
     port = 443
     if port_text or hostport.endswith(":"):
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        digits_given = port_text.lstrip("0")  # int() refuses over 4300 digits
+        if (
+            not set(port_text) <= _DIGITS
+            or len(digits_given) > 5
+            or not 0 < int(port_text or "0") < 65536
+        ):
             raise UsageError(f"SERVER {original!r}: bad port")
         port = int(port_text)
     return ServerAddress(host.strip("[]"), port, prefix)
