@@ -20,7 +20,7 @@ from urllib.parse import unquote
 
 from caramel_embedded.errors import UsageError
 from caramel_embedded.record import Record
-from caramel_embedded.server_address import is_host
+from caramel_embedded.server_address import is_host, is_port_number
 
 _CONNECT_REPLY_LIMIT = 8 * 1024
 
@@ -63,10 +63,7 @@ def parse(text: str, source: str) -> Proxy:
         host, port_text = hostport[: closing + 1], hostport[closing + 1 :].removeprefix(":")
     elif ":" in hostport:
         host, _, port_text = hostport.partition(":")
-    # ASCII digits: str.isdigit() takes "²", which int() refuses (found by fuzzing)
-    # (and at most 5 of them after any zeros: int() refuses over 4300 digits)
-    number = port_text.isascii() and port_text.isdigit() and len(port_text.lstrip("0")) <= 5
-    if not is_host(host) or (port_text and not number):
+    if not is_host(host) or (port_text and not is_port_number(port_text)):
         raise UsageError(f"{source}: expected [http://][user[:password]@]host[:port]")
     port = int(port_text) if port_text else 1080
     if not 0 < port < 65536:

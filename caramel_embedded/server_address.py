@@ -9,7 +9,7 @@ from caramel_embedded.record import Record
 
 _NAME = frozenset(ascii_letters + digits + ".-")
 _IPV6 = frozenset("0123456789ABCDEFabcdef:.")
-_DIGITS = frozenset(digits)  # str.isdigit() takes "²", which int() refuses (found by fuzzing)
+_DIGITS = frozenset(digits)
 # RFC 3986 path characters, without "%": a prefix is sent as it is, in ASCII, and a query,
 # a fragment, a space or a character outside ASCII is none (found by fuzzing).
 _PATH = frozenset(ascii_letters + digits + "-._~!$&'()*+,;=:@/")
@@ -29,6 +29,13 @@ def is_host(text: str) -> bool:
             and _is_ipv6_address(text[1:-1])
         )
     return bool(text) and set(text) <= _NAME and text[0] not in ".-" and text[-1] not in ".-"
+
+
+def is_port_number(text: str) -> bool:
+    """Whether a port is written as one: ASCII digits (``str.isdigit`` takes "²", which
+    ``int`` refuses), at most five after any leading zeros (``int`` refuses over 4300
+    digits); both found by fuzzing. The range is the caller's to check."""
+    return bool(text) and set(text) <= _DIGITS and len(text.lstrip("0")) <= 5
 
 
 def _is_ipv6_address(text: str) -> bool:
@@ -86,12 +93,7 @@ def parse(text: str) -> ServerAddress:
         )
     port = 443
     if port_text or hostport.endswith(":"):
-        digits_given = port_text.lstrip("0")  # int() refuses over 4300 digits
-        if (
-            not set(port_text) <= _DIGITS
-            or len(digits_given) > 5
-            or not 0 < int(port_text or "0") < 65536
-        ):
+        if not is_port_number(port_text) or not 0 < int(port_text) < 65536:
             raise UsageError(f"SERVER {original!r}: bad port")
         port = int(port_text)
     return ServerAddress(host.strip("[]"), port, prefix)
