@@ -68,9 +68,18 @@ def timed_run(client: Client) -> tuple[int, float]:
     return process.returncode, elapsed
 
 
-def killed_run(client: Client, after: float) -> int:
-    """Start an invocation and SIGKILL its process group ``after`` seconds later."""
-    process = client.start(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, new_session=True)
+def killed_run(client: Client, after: float, scratch: Path) -> int:
+    """Start an invocation and SIGKILL its process group ``after`` seconds later.
+
+    ``scratch`` is its ``$TMPDIR``: a killed one-file launcher cannot remove what it unpacked
+    (25 MB a start), which would otherwise pile up in the machine's /tmp at every test run."""
+    scratch.mkdir(exist_ok=True)
+    process = client.start(
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        new_session=True,
+        env={"TMPDIR": str(scratch)},
+    )
     time.sleep(after)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
@@ -133,7 +142,7 @@ def test_kill_while_creating_the_key_leaves_no_file_or_a_complete_one(
         window = WINDOW_FACTOR * statistics.median(durations[-5:])
         moment = rng.uniform(0, window)
         device = dataclasses.replace(client, file=tmp_path / f"trial-{trial}" / "client.pem")
-        status = killed_run(device, moment)
+        status = killed_run(device, moment, tmp_path / "launcher-tmp")
         context = f"trial {trial}, kill at {moment:.3f} s (seed {seed})"
         killed = status == -signal.SIGKILL
         assert killed or status == 69, f"{context}: status {status}"
@@ -182,6 +191,7 @@ def _restore(path: Path, data: bytes) -> None:
 def test_kill_while_installing_the_certificate_leaves_old_or_new_and_keeps_the_key(
     client: Client,
     signer: FakeCaramel,
+    tmp_path: Path,
     seed: int,
     record_property: Callable[[str, object], None],
 ) -> None:
@@ -203,7 +213,7 @@ def test_kill_while_installing_the_certificate_leaves_old_or_new_and_keeps_the_k
         window = WINDOW_FACTOR * statistics.median(durations[-5:])
         moment = rng.uniform(0, window)
         _restore(client.file, pending.data)
-        status = killed_run(client, moment)
+        status = killed_run(client, moment, tmp_path / "launcher-tmp")
         context = f"trial {trial}, kill at {moment:.3f} s (seed {seed})"
         killed = status == -signal.SIGKILL
         assert killed or status == 0, f"{context}: status {status}"
