@@ -103,4 +103,9 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    # Ends as the client does (caramel_embedded.cli.run): flushed, then no interpreter
+    # teardown, so that the floor stays the least a frozen Python pays for the request.
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

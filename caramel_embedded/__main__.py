@@ -1,5 +1,5 @@
 """``python -m caramel_embedded``: the same command as the console script."""
 
-from caramel_embedded.cli import main
+from caramel_embedded.cli import run
 
-raise SystemExit(main())
+run()

@@ -6,7 +6,7 @@ check the rest, on the syntax tree and the tokens of every module of the package
 - every function and method fits on a screen (at most 60 lines, decorators included);
 - only the command (``cli``) ends the process: no other module calls ``sys.exit``,
   ``os._exit``, ``os.abort``, ``exit`` or ``quit``, or makes a ``SystemExit`` (``__main__``
-  hands ``cli.main()``'s status to one, and nothing else);
+  calls ``cli.run()``, which does);
 - no exit number in the words of any module but the face's (``cli``, ``options`` whose
   help names them, ``exits`` that holds them): the core and the shells speak in outcomes
   (installed, pending, posted, error), never in 0, 1, 69 or 127.
@@ -60,7 +60,7 @@ def long_functions(package: Path = PACKAGE) -> list[str]:
 
 def process_enders(package: Path = PACKAGE) -> list[str]:
     """``module:line name`` for every call of something that ends the process, outside
-    ``cli``; ``__main__``'s one ``SystemExit(main())`` is the entry point's."""
+    ``cli``."""
     found = []
     for path in modules(package):
         if path.name == "cli.py":
@@ -71,8 +71,6 @@ def process_enders(package: Path = PACKAGE) -> list[str]:
             else:
                 name = _called_name(node)
             if name not in ENDS_THE_PROCESS:
-                continue
-            if path.name == "__main__.py" and _is_system_exit_of_main(node):
                 continue
             found.append(f"{path.stem}:{getattr(node, 'lineno', 0)} {name}")
     return found
@@ -102,15 +100,6 @@ def _name(node: ast.AST | None) -> str | None:
     if isinstance(node, ast.Attribute):
         return node.attr
     return None
-
-
-def _is_system_exit_of_main(node: ast.AST) -> bool:
-    return (
-        isinstance(node, ast.Call)
-        and _called_name(node) == "SystemExit"
-        and len(node.args) == 1
-        and _called_name(node.args[0]) == "main"
-    )
 
 
 def _words(source: str) -> Iterator[tuple[int, str]]:
