@@ -128,3 +128,15 @@ def test_versions_debian_accepts() -> None:
     for version, revision in (("v0.1.0", "1"), ("0.1.0", "1 2"), ("0.1 .0", "1")):
         with pytest.raises(deb.PackagingError):
             deb.debian_version(version, revision)
+
+
+OVERRIDES = (REPO / "firmware-integration/debian/lintian-overrides").read_text()
+
+
+def test_an_override_for_a_library_not_carried_is_left_out() -> None:
+    """x86_64 carries no libexpat: its override would be lintian's mismatched-override."""
+    x86_64 = deb.carried_overrides(OVERRIDES, {"cpython", "zlib", "openssl"})
+    assert "embedded-library zlib" in x86_64
+    assert "expat" not in x86_64
+    arm = deb.carried_overrides(OVERRIDES, {"cpython", "zlib", "libexpat"})
+    assert arm == OVERRIDES
