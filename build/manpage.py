@@ -39,6 +39,10 @@ EXIT_STATUSES = (
 FILES = (
     (str(options.DEFAULT_FILE), "the combined file: private key, certificate, request"),
     (
+        f"{options.DEFAULT_RUNTIME_DIR}/hint-*",
+        "the server's hint, kept only on a tmpfs or ramfs (--runtime-dir)",
+    ),
+    (
         "/etc/default/caramel-embedded",
         "the settings (CARAMEL_* variables) that the shipped systemd units and init script read",
     ),

@@ -102,7 +102,7 @@ class _Ending(Record):
     exit: int
     status: str  # an Outcome's value, "locked", "error", or "" (--help: no line)
     reason: str | None = None
-    facts: tuple[tuple[str, str], ...] = ()  # client_id, not_after, request: what was known
+    facts: tuple[tuple[str, str], ...] = ()  # client_id, not_after, request, checked: known
     status_line: bool | None = None  # None: the settings were never read (look at argv)
 
 
@@ -159,6 +159,9 @@ def _main(argv: Sequence[str]) -> _Ending:
             key_bits=settings.key_bits,
             timeout=settings.timeout,
             proxy=settings.proxy,
+            runtime_dir=settings.runtime_dir,
+            follow_hint=not (wait_mode or settings.check_now),  # --wait never skips a check
+            hint_limit=settings.hint_limit,
         )
         if wait_mode:
             return _wait(job, settings, reporter, known)
@@ -200,13 +203,16 @@ def _ended(result: Result, known: dict[str, str], wanted: bool | None) -> _Endin
     facts["request"] = result.state.request_sha256
     if result.state.certificate is not None:
         facts["not_after"] = f"{result.state.certificate.not_after:%Y-%m-%dT%H:%M:%SZ}"
+    facts["checked"] = "yes" if result.checked else "no"  # no: the server's hint was followed
     outcome = result.outcome.value
     return _Ending(exit_status(outcome), outcome, None, _facts(facts), wanted)
 
 
 def _facts(known: dict[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(
-        (key, known[key]) for key in ("client_id", "not_after", "request") if key in known
+        (key, known[key])
+        for key in ("client_id", "not_after", "request", "checked")
+        if key in known
     )
 
 

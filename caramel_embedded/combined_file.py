@@ -62,6 +62,12 @@ class LockedFile:
             offset += len(chunk)
         return b"".join(chunks), int(info.st_mtime)
 
+    def identity(self) -> tuple[int, int]:
+        """The held file's inode and modification time in nanoseconds: with its bytes, what
+        a kept hint must still find (``hint``)."""
+        info = os.fstat(self._descriptor)
+        return info.st_ino, info.st_mtime_ns
+
     def apply_ownership(self) -> bool:
         """Give the existing file our owner and mode without rewriting it; True if changed."""
         try:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from caramel_embedded import decision
+from caramel_embedded import decision, hint
 from caramel_embedded.decision import Outcome
 from caramel_embedded.errors import CaramelError, InterruptedBySignal, ServerAnswerError
 from caramel_embedded.record import Record
@@ -59,11 +59,17 @@ class Device(Record):
 
 
 class Result(Record):
-    """How the pass ended, what is held now, and the one line worth telling (or None)."""
+    """How the pass ended, what is held now, and the one line worth telling (or None).
+
+    ``hint_seconds``: the ``max-age`` of a 200 or 304 that left a certificate held (the
+    server's hint, ``hint``); ``checked``: False only when a kept hint made the run skip
+    asking."""
 
     outcome: Outcome
     state: LocalState
     message: str | None = None
+    hint_seconds: int | None = None
+    checked: bool = True
 
 
 class Pass:
@@ -108,7 +114,8 @@ class Pass:
             + (f", If-Modified-Since {plan.if_modified_since}" if plan.if_modified_since else "")
         )
         client_pem = state.client_pem if plan.present_client_certificate else None
-        action = decision.after_get(state, plan, self.server.get(plan, client_pem))
+        answer = self.server.get(plan, client_pem)
+        action = decision.after_get(state, plan, answer)
         if isinstance(action, decision.Fail):
             raise ServerAnswerError(action.message)
         if isinstance(action, decision.StartOver):
@@ -124,7 +131,10 @@ class Pass:
             state = _install(self, state, action)
         elif isinstance(action, decision.Post):
             self.server.post(state)
-        return Result(decision.outcome_of(action), state)
+        hint_seconds = None
+        if isinstance(action, decision.Keep | decision.Install):
+            hint_seconds = hint.max_age(answer.headers.get("cache-control"))
+        return Result(decision.outcome_of(action), state, hint_seconds=hint_seconds)
 
 
 class _Link:

@@ -9,17 +9,18 @@ command (``cli``) builds a ``Job`` and turns the ``Result`` or error into a stat
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from caramel_embedded import combined_file, decision, trust
+from caramel_embedded import combined_file, decision, hint, hint_stamp, trust
 from caramel_embedded.enrollment import Device, Pass, Result, Server
 from caramel_embedded.errors import UnusableKeyError
 from caramel_embedded.record import Record
 from caramel_embedded.server_address import ServerAddress
-from caramel_embedded.state import CorruptFileError, parse
+from caramel_embedded.state import CorruptFileError, LocalState, parse
 
 if TYPE_CHECKING:
     from caramel_embedded.deadline import Deadline
@@ -37,6 +38,9 @@ class Job(Record):
     key_bits: int
     timeout: float
     proxy: Proxy | None = None  # an HTTPS proxy to tunnel through
+    runtime_dir: Path | None = None  # where the server's hint is kept; None: never kept
+    follow_hint: bool = False  # a kept hint may spare this run its check (one-shot runs)
+    hint_limit: int = hint.DEFAULT_LIMIT  # seconds: the longest a hint is followed
 
 
 def utc_now() -> datetime:
@@ -68,10 +72,84 @@ def run(
             return one_pass(keeper.set_aside_reason(str(error)))
         if held is not None and handle.apply_ownership():
             progress("owner or mode of the combined file corrected")
+        hints = _Hints(job, handle, anchor.pem, now, progress)
+        if hints.allow_skip(data, held):
+            assert isinstance(held, LocalState)
+            return Result(decision.Outcome.CURRENT, held, checked=False)
         try:
-            return one_pass(held)
+            result = one_pass(held)
         except UnusableKeyError as error:  # a key the TLS layer or cryptography cannot use
             return one_pass(keeper.set_aside_reason(str(error)))
+        hints.after(result)
+        return result
+
+
+class _Hints:
+    """The server's hint around one pass, under the lock: whether a kept one spares this
+    run its check, and keeping (or dropping) it after a check.
+
+    Decided under the lock, not before it: the bytes, inode and mtime compared are those of
+    the file no other invocation can be changing at that moment, a run that finds the file
+    locked still exits 1 as every run does, and two runs never write stamps out of order.
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        handle: combined_file.LockedFile,
+        ca_pem: bytes,
+        now: datetime,
+        progress: Callable[[str], None],
+    ) -> None:
+        self._job = job
+        self._handle = handle
+        self._ca_sha256 = hashlib.sha256(ca_pem).hexdigest()
+        self._now = now
+        self._progress = progress
+
+    def allow_skip(self, data: bytes, held: decision.LocalHeld) -> bool:
+        job = self._job
+        if not job.follow_hint or job.runtime_dir is None or not isinstance(held, LocalState):
+            return False
+        certificate = held.certificate
+        valid = None if certificate is None else (certificate.not_before, certificate.not_after)
+        stamp = hint_stamp.load(job.runtime_dir, job.file)
+        verdict = hint.judge(stamp, self._facts(data), self._now, job.hint_limit, valid)
+        self._progress(verdict.why + ("" if verdict.skip else ": asking the server"))
+        return verdict.skip
+
+    def after(self, result: Result) -> None:
+        """Keep the hint of an answer that left a certificate held; drop a kept one
+        otherwise (the newest answer carried none)."""
+        job = self._job
+        if job.runtime_dir is None:
+            return
+        certificate = result.state.certificate
+        until = None
+        if result.hint_seconds and certificate is not None and not result.outcome.waiting:
+            until = hint.fresh_until(
+                self._now, result.hint_seconds, job.hint_limit, certificate.not_after
+            )
+        if until is None:
+            if hint_stamp.discard(job.runtime_dir, job.file):
+                self._progress("dropped the kept hint: this answer carried none")
+            return
+        data, _ = self._handle.read()
+        made_at = int(self._now.timestamp())
+        stamp = hint.Stamp(self._facts(data), made_at, int(until.timestamp()))
+        self._progress(hint_stamp.keep(job.runtime_dir, job.file, stamp))
+
+    def _facts(self, data: bytes) -> hint.Facts:
+        inode, mtime_ns = self._handle.identity()
+        job = self._job
+        return hint.Facts(
+            hashlib.sha256(data).hexdigest(),
+            inode,
+            mtime_ns,
+            str(job.server),
+            job.client_id,
+            self._ca_sha256,
+        )
 
 
 class _FileKeeper:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from caramel_embedded import client_id as client_ids
-from caramel_embedded import pem, server_address, trust, waiting
+from caramel_embedded import hint, pem, server_address, trust, waiting
 from caramel_embedded.enrollment import Device, Pass, Server
 from caramel_embedded.errors import CaramelError, UsageError
 from caramel_embedded.limits import DEFAULT_KEY_BITS, KEY_SIZES, MAX_TIMEOUT, key_sizes_text
@@ -99,10 +99,16 @@ class Credentials:
 
 
 class Result(Record):
-    """What ``refresh`` returns: the status, and the credentials to keep from now on."""
+    """What ``refresh`` returns: the status, and the credentials to keep from now on.
+
+    ``fresh_until`` (UTC), for apps that schedule themselves: the server's hint that nothing
+    new is expected before then (``Cache-Control: max-age`` on the answer that left a
+    certificate held), capped as the command caps it (24 h, a quarter of the certificate's
+    remaining validity); None without a hint. ``refresh`` itself never skips a check."""
 
     status: Status
     credentials: Credentials
+    fresh_until: datetime | None = None
 
 
 def refresh(
@@ -192,7 +198,13 @@ def _one_pass(held: Credentials | None, settings: _Settings) -> Result:
             error.credentials = Credentials(keeper.kept)
         raise
     status = Status.WAITING if result.outcome.waiting else Status(result.outcome.value)
-    return Result(status, Credentials(result.state))
+    certificate = result.state.certificate
+    until = None
+    if result.hint_seconds and certificate is not None and status is not Status.WAITING:
+        until = hint.fresh_until(
+            now, result.hint_seconds, hint.DEFAULT_LIMIT, certificate.not_after
+        )
+    return Result(status, Credentials(result.state), until)
 
 
 def _connector(settings: _Settings) -> Callable[[], Server]:

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 DEFAULT_FILE = Path("/var/lib/caramel/client.pem")
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_WAIT_INTERVAL = 15.0
+DEFAULT_RUNTIME_DIR = Path("/run/caramel-embedded")  # without systemd's $RUNTIME_DIRECTORY
+DEFAULT_HINT_LIMIT = 86400
+MAX_HINT_LIMIT = 366 * 86400
 
 
 class Settings(Record):
@@ -54,6 +57,9 @@ class Settings(Record):
     status_line: bool = False  # --status: one key=value line on stdout at the end
     print_ca: bool = False  # --print-ca: the trust anchor in use, as PEM
     print_sbom: bool = False  # --sbom: the software bill of materials the build carries
+    runtime_dir: Path = DEFAULT_RUNTIME_DIR  # where the server's hint is kept (tmpfs only)
+    check_now: bool = False  # ask the server even while its hint says nothing is new
+    hint_limit: int = DEFAULT_HINT_LIMIT  # seconds: the longest a server's hint is followed
     proxy: Proxy | None = None  # the HTTPS proxy to tunnel through (CONNECT), if any
 
 
@@ -67,7 +73,8 @@ DESCRIPTION = (
 EPILOG = (
     "Environment: CARAMEL_SERVER, CARAMEL_CLIENT_ID, CARAMEL_CLIENT_ID_FROM, CARAMEL_FILE, "
     "CARAMEL_CA_CERT, CARAMEL_OWNER, CARAMEL_MODE, CARAMEL_TIMEOUT, CARAMEL_WAIT (1), "
-    "CARAMEL_WAIT_LIMIT, CARAMEL_WAIT_INTERVAL, CARAMEL_PROXY stand in for the arguments; "
+    "CARAMEL_WAIT_LIMIT, CARAMEL_WAIT_INTERVAL, CARAMEL_PROXY, CARAMEL_RUNTIME_DIR, "
+    "CARAMEL_CHECK_NOW (1) stand in for the arguments; "
     "the command line wins. https_proxy, HTTPS_PROXY and no_proxy are read as curl reads them."
 )
 POSITIONALS = (
@@ -113,6 +120,18 @@ OPTIONS: tuple[command_line.Option, ...] = (
         "URL",
         "HTTPS proxy, http://[user:password@]host[:port], tunnelled with CONNECT "
         "(default: https_proxy; empty: none)",
+    ),
+    (
+        ("--runtime-dir",),
+        "PATH",
+        "where the server's hint is kept, a tmpfs or ramfs only "
+        "(default: $RUNTIME_DIRECTORY, else /run/caramel-embedded)",
+    ),
+    (("--check-now",), None, "ask the server even while its hint says there is nothing new"),
+    (
+        ("--hint-limit",),
+        "SECONDS",
+        f"the longest a server's hint is followed, 0: never (default {DEFAULT_HINT_LIMIT})",
     ),
     (("--status",), None, "print one line of key=value words on stdout at the end (for sh)"),
     (("--print-client-id",), None, f"print the resolved client id, exit {exits.HELD}"),
@@ -190,6 +209,10 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> Setti
         status_line="status" in flags,
         print_ca="print_ca" in flags,
         print_sbom="sbom" in flags,
+        runtime_dir=_runtime_dir(setting("runtime_dir", "CARAMEL_RUNTIME_DIR"), environ),
+        check_now="check_now" in flags
+        or _flag(environ.get("CARAMEL_CHECK_NOW"), "CARAMEL_CHECK_NOW"),
+        hint_limit=_hint_limit(given("hint_limit")),
         proxy=_proxy(given("proxy"), environ, server),
     )
 
@@ -251,6 +274,26 @@ def _seconds(text: str | None, option: str) -> float | None:
     if not 0 < seconds <= 366 * 86400:
         raise UsageError(f"{option} {text!r}: expected seconds, more than 0")
     return seconds
+
+
+def _runtime_dir(text: str | None, environ: Mapping[str, str]) -> Path:
+    """The option, else systemd's $RUNTIME_DIRECTORY (its first entry when it names several,
+    ``:`` between them), else /run/caramel-embedded."""
+    if text:
+        return Path(text)
+    first = (environ.get("RUNTIME_DIRECTORY") or "").split(":")[0]
+    return Path(first) if first else DEFAULT_RUNTIME_DIR
+
+
+def _hint_limit(text: str | None) -> int:
+    """Whole seconds, 0 (never follow a hint) to a year."""
+    if text is None:
+        return DEFAULT_HINT_LIMIT
+    if not text.isascii() or not text.isdigit() or len(text) > 9 or int(text) > MAX_HINT_LIMIT:
+        raise UsageError(
+            f"--hint-limit {text!r}: expected whole seconds, 0 (never) to {MAX_HINT_LIMIT}"
+        )
+    return int(text)
 
 
 def _mode(text: str | None) -> int:

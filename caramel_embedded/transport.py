@@ -342,6 +342,8 @@ def _read_answer(response: BaseHTTPResponse) -> ServerAnswer:
         raise NetworkError(f"server answer exceeds {BODY_LIMIT} bytes")
     response.release_conn()
     headers = {name.lower(): value for name, value in response.headers.items()}
+    if "cache-control" in headers:  # a list field: all of its lines count (``hint``)
+        headers["cache-control"] = ", ".join(response.headers.getlist("cache-control"))
     return ServerAnswer(response.status, response.reason or "", headers, body)
 
 

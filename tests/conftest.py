@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -77,3 +79,50 @@ def stack() -> Iterator[CaramelStack]:
     real-server suite's, and the .deb's install tests'."""
     with CaramelStack() as running:
         yield running
+
+
+def file_system_type(directory: Path) -> str:
+    return subprocess.run(
+        ["stat", "-f", "-c", "%T", str(directory)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def ram_dir(tmp_path: Path) -> Iterator[Path]:
+    """An empty directory on a tmpfs: one mounted for the test, else one in /dev/shm."""
+    mount_point = tmp_path / "ram"
+    mount_point.mkdir()
+    mounted = (
+        os.geteuid() == 0
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "hint-test", str(mount_point)],
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
+    if mounted:
+        directory = mount_point
+    else:
+        directory = Path("/dev/shm") / f"caramel-hint-{os.getpid()}-{tmp_path.name}"
+        directory.mkdir(mode=0o700)
+    if file_system_type(directory) != "tmpfs":
+        pytest.skip("no tmpfs to be had here (not root, and /dev/shm is not one)")
+    try:
+        yield directory
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(mount_point)], check=True)
+        else:
+            shutil.rmtree(directory)
+
+
+@pytest.fixture
+def disk_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "disk"
+    directory.mkdir()
+    if file_system_type(directory) in ("tmpfs", "ramfs"):
+        directory = Path("/var/tmp") / f"caramel-hint-{os.getpid()}-{tmp_path.name}"
+        directory.mkdir()
+    assert file_system_type(directory) not in ("tmpfs", "ramfs")
+    return directory

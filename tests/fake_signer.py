@@ -62,6 +62,7 @@ class FakeCaramel:
     forced: Callable[[Request], Response | None] | None = None
     honour_if_modified_since: bool = False
     auto_sign: bool = False  # sign every new request at once, as an app's Caramel server may
+    cache_control: str | None = None  # sent on 200 and 304, as an operator's front may
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- admin ----------------------------------------------------------------------
@@ -175,6 +176,8 @@ class FakeCaramel:
         if certificate.not_valid_after_utc <= dt.datetime.now(dt.UTC):
             return Response("{}", 202, content_type="application/json")
         headers = {}
+        if self.cache_control is not None:
+            headers["Cache-Control"] = self.cache_control
         if entry.last_modified is not None:
             headers["Last-Modified"] = entry.last_modified
             if (

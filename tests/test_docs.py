@@ -43,6 +43,8 @@ SAMPLES = {
     "--wait-limit": "60",
     "--wait-interval": "3",
     "--proxy": "http://127.0.0.1:3128",
+    "--runtime-dir": "/run/caramel-test",
+    "--hint-limit": "600",
 }
 BASE = ["127.0.0.1", "unit-0042"]
 

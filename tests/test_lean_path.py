@@ -26,6 +26,7 @@ import pytest
 from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 from tests.test_protocol import LAST_MODIFIED, installed
+from tests.test_server_hint import with_hint
 
 # The package in a fresh interpreter: the package pass only (a frozen binary has its own
 # start-up checks in tests/frozen).
@@ -56,9 +57,20 @@ print(json.dumps({{"status": status, "heavy": heavy}}))
 """
 
 
-def run_probe(client: Client) -> dict[str, object]:
+# What a run that follows the server's hint (no check) must not import either: the network.
+NETWORK = ("urllib3", "ssl", "_ssl", "socket", "http")
+NO_NETWORK_PROBE = PROBE.replace(
+    "or m in HEAVY", f"or m in HEAVY or m.split('.')[0] in {NETWORK!r}"
+)
+assert NO_NETWORK_PROBE != PROBE
+
+
+def run_probe(client: Client, *extra: str, probe: str = PROBE) -> dict[str, object]:
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, *client.args()], capture_output=True, text=True, check=True
+        [sys.executable, "-c", probe, *client.args(*extra)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -120,3 +132,17 @@ def test_the_fast_end_keeps_the_status_an_unwritable_stdout_earns() -> None:
     assert result.returncode == 127
     assert result.stderr.startswith("caramel-embedded: cannot write to stdout"), result.stderr
     assert "interpreter teardown" not in result.stderr
+
+
+def test_a_followed_hint_imports_no_network(
+    client: Client, signer: FakeCaramel, ram_dir: Path
+) -> None:
+    with_hint(client, signer, ram_dir)
+    seen = len(signer.seen)
+    followed = run_probe(client, "--runtime-dir", str(ram_dir), probe=NO_NETWORK_PROBE)
+    assert followed == {"status": 0, "heavy": []}
+    assert len(signer.seen) == seen
+    # The probe sees the network where it is imported: the same run, asking.
+    asked = run_probe(client, "--runtime-dir", str(ram_dir), "--check-now", probe=NO_NETWORK_PROBE)
+    assert asked["status"] == 0
+    assert "urllib3" in asked["heavy"]  # type: ignore[operator]

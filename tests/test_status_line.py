@@ -28,7 +28,7 @@ from tests.conftest import CLIENT_ID, Client
 from tests.fake_signer import FakeCaramel
 from tests.test_protocol import enrolled, installed
 
-KEYS = ("status", "exit", "reason", "client_id", "not_after", "request")
+KEYS = ("status", "exit", "reason", "client_id", "not_after", "request", "checked")
 
 
 def words_by_sh(line: str) -> list[str]:
@@ -88,6 +88,7 @@ def test_posted_pending_installed_current_reposted(client: Client, signer: FakeC
         "exit": "69",
         "client_id": CLIENT_ID,
         "request": request,
+        "checked": "yes",
     }
     assert_no_secret(posted, client.file)
 
@@ -102,6 +103,7 @@ def test_posted_pending_installed_current_reposted(client: Client, signer: FakeC
         "client_id": CLIENT_ID,
         "not_after": not_after,
         "request": request,
+        "checked": "yes",
     }
     current = client.run("--status")
     assert status_of(current) == {**fields, "status": "current"}
