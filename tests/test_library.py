@@ -6,6 +6,7 @@ library is called in-process by its users too).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import re
@@ -67,6 +68,34 @@ def test_first_call_posts_then_installs_then_is_current(signer: FakeCaramel) -> 
     assert third.status is Status.CURRENT
     assert third.credentials == second.credentials
     assert signer.requests("GET")[-1].headers.get("If-Modified-Since")  # notBefore, kept
+
+
+def test_the_servers_hint_comes_back_capped_and_never_skips_a_call(signer: FakeCaramel) -> None:
+    first = call(signer, None)
+    signer.sign()
+    assert call(signer, first.credentials).fresh_until is None  # no hint sent
+    signer.cache_control = "max-age=600"
+    before = time.time()
+    held = call(signer, first.credentials)
+    assert held.fresh_until is not None
+    assert before + 600 - 2 <= held.fresh_until.timestamp() <= time.time() + 600
+    signer.cache_control = "max-age=604800"  # a week: capped as the command caps it
+    asked = len(signer.seen)
+    before = time.time()
+    again = call(signer, held.credentials)
+    assert len(signer.seen) == asked + 1  # the library asked all the same
+    assert again.fresh_until is not None
+    assert again.credentials.not_after is not None
+    quarter = (again.credentials.not_after.timestamp() - before) / 4  # 48 h: 12 h
+    assert quarter < 86400
+    assert before + quarter - 2 <= again.fresh_until.timestamp() <= time.time() + quarter
+    signer.sign(not_after=dt.datetime.now(dt.UTC) + dt.timedelta(days=30))  # a long one
+    before = time.time()
+    longer = call(signer, again.credentials)
+    assert longer.status is Status.INSTALLED
+    assert longer.fresh_until is not None
+    assert before + 86400 - 2 <= longer.fresh_until.timestamp() <= time.time() + 86400  # 24 h
+    assert call(signer, None, client_id="app-new").fresh_until is None  # waiting: no hint
 
 
 def test_rejected_credentials_come_back_with_a_new_key(signer: FakeCaramel) -> None:
