@@ -106,9 +106,9 @@ def ram_dir(tmp_path: Path) -> Iterator[Path]:
     else:
         directory = Path("/dev/shm") / f"caramel-hint-{os.getpid()}-{tmp_path.name}"
         directory.mkdir(mode=0o700)
-    if file_system_type(directory) != "tmpfs":
-        pytest.skip("no tmpfs to be had here (not root, and /dev/shm is not one)")
     try:
+        if file_system_type(directory) != "tmpfs":
+            pytest.skip("no tmpfs to be had here (not root, and /dev/shm is not one)")
         yield directory
     finally:
         if mounted:
@@ -118,11 +118,15 @@ def ram_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def disk_dir(tmp_path: Path) -> Path:
+def disk_dir(tmp_path: Path) -> Iterator[Path]:
+    """An empty directory that is not on a tmpfs or ramfs: in tmp_path, else in /var/tmp."""
     directory = tmp_path / "disk"
     directory.mkdir()
-    if file_system_type(directory) in ("tmpfs", "ramfs"):
+    elsewhere = file_system_type(directory) in ("tmpfs", "ramfs")
+    if elsewhere:
         directory = Path("/var/tmp") / f"caramel-hint-{os.getpid()}-{tmp_path.name}"
         directory.mkdir()
     assert file_system_type(directory) not in ("tmpfs", "ramfs")
-    return directory
+    yield directory
+    if elsewhere:
+        shutil.rmtree(directory)
