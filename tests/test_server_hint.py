@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from werkzeug import Request, Response
 
 from caramel_embedded import hint, hint_stamp
 from testbed.ca_factory import make_authority
@@ -236,3 +237,28 @@ def test_a_bad_hint_limit_is_one_line_and_127(client: Client, value: str) -> Non
     assert result.stderr.count("\n") == 1
     assert "--hint-limit" in result.stderr
     assert not client.file.exists()
+
+
+@pytest.mark.parametrize(
+    ("lines", "keeps"),
+    [
+        (["no-store", "max-age=600"], False),  # the last line alone would say 600
+        (["max-age=600", "public"], True),  # the last line alone would say nothing
+    ],
+    ids=["no-store-first", "max-age-first"],
+)
+def test_every_cache_control_line_counts(
+    client: Client, signer: FakeCaramel, ram_dir: Path, lines: list[str], keeps: bool
+) -> None:
+    installed(client, signer)
+    _, entry = signer.only_entry()
+
+    def answer(request: Request) -> Response | None:
+        if request.method != "GET":
+            return None
+        headers = [("Cache-Control", line) for line in lines]
+        return Response(entry.certificate_pem, 200, headers=headers)
+
+    signer.forced = answer
+    assert asks(client, signer, "--runtime-dir", str(ram_dir))
+    assert (kept(ram_dir, client) is not None) is keeps
