@@ -209,7 +209,9 @@ def read(data: bytes) -> Stamp | None:
         values["ca_sha256"],
     )
     stamp = Stamp(facts, int(values["made_at"]), int(values["fresh_until"]))
-    return stamp if stamp.made_at < stamp.fresh_until else None
+    if stamp.made_at >= stamp.fresh_until or render(stamp) != data:  # e.g. "007" for 7
+        return None
+    return stamp
 
 
 def _facts_fields(facts: Facts) -> dict[str, object]:

@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from caramel_embedded import pem, state
+from caramel_embedded import hint, pem, state
 from fuzz.identity import identity
 
 _SEPARATOR = b"\n--\n"  # between the parts of one client_id or proxy input
@@ -67,6 +67,16 @@ def _all() -> dict[str, list[bytes]]:
             "Sun Nov  6 08:49:37 1994",
             " Tue, 07 Dec 2026 20:47:46 GMT ",
         ),
+        "hint": [
+            *_texts(
+                "max-age=3600",
+                "public, max-age=600",
+                'private="a, max-age=9", max-age=60',
+                "no-cache, max-age=5",
+                "max-age=99999999999",
+            ),
+            _stamp(),
+        ],
         "server_address": _texts(
             "ca.example",
             "ca.example:8443",
@@ -141,6 +151,14 @@ def _all() -> dict[str, list[bytes]]:
             )
         ],
     }
+
+
+def _stamp() -> bytes:
+    """A stamp as the client writes one."""
+    facts = hint.Facts(
+        "ab" * 32, 1234, 1_765_000_000_123_456_789, "https://ca:443", "dev-1", "cd" * 32
+    )
+    return hint.render(hint.Stamp(facts, 1_765_000_000, 1_765_003_600))
 
 
 def _texts(*texts: str) -> list[bytes]:

@@ -162,6 +162,7 @@ def test_a_stamp_reads_back_as_written() -> None:
         lambda data: data.replace(b"made_at", b"made_on"),
         lambda data: data.replace(b"file_inode 1234", b"file_inode -1234"),
         lambda data: data.replace(b"file_inode 1234", b"file_inode 12 34"),
+        lambda data: data.replace(b"file_inode 1234", b"file_inode 01234"),
         lambda data: data.replace(b"dev-1", "dév-1".encode()),
         lambda data: data + b"extra 1\n",
         lambda data: data * 2,

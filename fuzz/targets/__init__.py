@@ -20,6 +20,7 @@ NAMES = (
     "client_id",
     "proxy",
     "transport",
+    "hint",
 )
 
 
