@@ -262,3 +262,18 @@ def test_every_cache_control_line_counts(
     signer.forced = answer
     assert asks(client, signer, "--runtime-dir", str(ram_dir))
     assert (kept(ram_dir, client) is not None) is keeps
+
+
+def test_verbose_says_why_a_run_asked_or_not(
+    client: Client, signer: FakeCaramel, ram_dir: Path
+) -> None:
+    with_hint(client, signer, ram_dir)
+    spared = client.run("--runtime-dir", str(ram_dir), "-v")
+    assert spared.returncode == 0
+    assert "the server's hint: nothing new before" in spared.stderr
+    info = client.file.stat()
+    os.utime(client.file, ns=(info.st_atime_ns, info.st_mtime_ns + 1))
+    asked = client.run("--runtime-dir", str(ram_dir), "-v")
+    assert asked.returncode == 0
+    assert "the combined file changed since the hint was kept: asking the server" in asked.stderr
+    assert f"kept the server's hint in {ram_dir}" in asked.stderr
