@@ -149,20 +149,7 @@ def _main(argv: Sequence[str]) -> _Ending:
         if settings.print_client_id:
             return _printed(identity)
         known["client_id"] = identity
-        assert settings.server is not None  # options.parse demands it unless printing
-        job = invocation.Job(
-            server=settings.server,
-            client_id=identity,
-            file=settings.file,
-            ca_cert=settings.ca_cert,
-            ownership=settings.ownership,
-            key_bits=settings.key_bits,
-            timeout=settings.timeout,
-            proxy=settings.proxy,
-            runtime_dir=settings.runtime_dir,
-            follow_hint=not (wait_mode or settings.check_now),  # --wait never skips a check
-            hint_limit=settings.hint_limit,
-        )
+        job = _job(settings, identity)
         if wait_mode:
             return _wait(job, settings, reporter, known)
         result = invocation.run(job, reporter.progress)
@@ -184,6 +171,26 @@ def _main(argv: Sequence[str]) -> _Ending:
     if result.message:
         reporter.notice(result.message)
     return _ended(result, known, wanted)
+
+
+def _job(settings: Settings, identity: str) -> Job:
+    from caramel_embedded import invocation
+
+    assert settings.server is not None  # options.parse demands it unless printing
+    return invocation.Job(
+        server=settings.server,
+        client_id=identity,
+        file=settings.file,
+        ca_cert=settings.ca_cert,
+        ownership=settings.ownership,
+        key_bits=settings.key_bits,
+        timeout=settings.timeout,
+        proxy=settings.proxy,
+        runtime_dir=settings.runtime_dir,
+        # --wait never skips a check for a kept hint, nor does --check-now
+        follow_hint=not (settings.wait or settings.check_now),
+        hint_limit=settings.hint_limit,
+    )
 
 
 # Only the command knows exit numbers (``exits``); the core names its outcomes

@@ -90,7 +90,7 @@ class _Hints:
 
     Decided under the lock, not before it: the bytes, inode and mtime compared are those of
     the file no other invocation can be changing at that moment, a run that finds the file
-    locked still exits 1 as every run does, and two runs never write stamps out of order.
+    locked ends "locked" as every run does, and two runs never write stamps out of order.
     """
 
     def __init__(

@@ -202,10 +202,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> Setti
         identity_root=Path(environ.get("CARAMEL_IDENTITY_ROOT") or "/"),
         wait="wait" in flags or _flag(environ.get("CARAMEL_WAIT"), "CARAMEL_WAIT"),
         wait_limit=_seconds(setting("wait_limit", "CARAMEL_WAIT_LIMIT"), "--wait-limit"),
-        wait_interval=_seconds(
-            setting("wait_interval", "CARAMEL_WAIT_INTERVAL"), "--wait-interval"
-        )
-        or DEFAULT_WAIT_INTERVAL,
+        wait_interval=_wait_interval(setting("wait_interval", "CARAMEL_WAIT_INTERVAL")),
         status_line="status" in flags,
         print_ca="print_ca" in flags,
         print_sbom="sbom" in flags,
@@ -215,6 +212,10 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> Setti
         hint_limit=_hint_limit(given("hint_limit")),
         proxy=_proxy(given("proxy"), environ, server),
     )
+
+
+def _wait_interval(text: str | None) -> float:
+    return _seconds(text, "--wait-interval") or DEFAULT_WAIT_INTERVAL
 
 
 def _positionals(
