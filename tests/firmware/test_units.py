@@ -29,7 +29,7 @@ def unit_root(tmp_path: Path, service: str | None = None, timer: str | None = No
             "caramel-embedded.service": SERVICE.read_text() if service is None else service,
             "caramel-embedded.timer": TIMER.read_text() if timer is None else timer,
         },
-        executables=["/usr/bin/caramel-embedded"],
+        executables=["/usr/bin/caramel-embedded", "/bin/mkdir", "/bin/rm"],
     )
 
 
@@ -88,6 +88,23 @@ def test_service_contract() -> None:
     assert units.value(text, "Service", "ReadWritePaths") == state_dir
     assert "/var/lib/" + units.value(text, "Service", "StateDirectory") == state_dir
     assert not units.values(text, "Service", "ProcSubset"), "it would hide /proc/cpuinfo"
+
+
+def test_the_hint_outlives_the_run_and_the_unpacked_files_do_not() -> None:
+    """The client keeps the server's hint in $RUNTIME_DIRECTORY (its --runtime-dir default):
+    systemd would remove that directory at every stop, so it is preserved, and the launcher's
+    $TMPDIR is a directory of its own inside it, made before and removed after every run."""
+    text = SERVICE.read_text()
+    assert units.value(text, "Service", "RuntimeDirectory") == "caramel-embedded"
+    assert units.value(text, "Service", "RuntimeDirectoryPreserve") == "yes"
+    tmpdir = units.value(text, "Service", "Environment").removeprefix("TMPDIR=")
+    assert tmpdir.startswith("%t/caramel-embedded/") and tmpdir != "%t/caramel-embedded/"
+    assert shlex.split(units.value(text, "Service", "ExecStartPre")) == [
+        "/bin/mkdir", "-p", "-m", "0700", tmpdir
+    ]  # fmt: skip
+    assert shlex.split(units.value(text, "Service", "ExecStopPost")) == [
+        "-/bin/rm", "-rf", tmpdir
+    ]  # fmt: skip
 
 
 def test_timer_refreshes_a_48_hour_certificate_well_before_it_expires() -> None:
