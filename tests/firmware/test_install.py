@@ -70,7 +70,7 @@ def verify_installed_units(destdir: Path, tmp_path: Path) -> None:
     """systemd-analyze verify on the installed units, with the installed binary in place."""
     root = tmp_path / "verify-root"
     shutil.copytree(destdir, root, symlinks=True)
-    units.make_root(root, {})
+    units.make_root(root, {}, executables=["/bin/mkdir", "/bin/rm"])  # the board's own
     units.assert_verifies(
         root, "caramel-embedded.service", "caramel-embedded.timer", "caramel-embedded-wait.service"
     )
@@ -255,9 +255,9 @@ def test_installed_service_unpacks_into_a_tmpfs(
 ) -> None:
     """PrivateTmp= puts the service's /tmp on the file system of the host's /tmp, often
     flash on a board; the one-file binary unpacks into $TMPDIR at every start. The
-    installed unit points TMPDIR at its RuntimeDirectory= under %t (/run for a system
-    unit), which systemd mounts as a tmpfs before any service, and removes when the unit
-    stops; the installed defaults file, read after Environment=, must not override it."""
+    installed unit points TMPDIR into its RuntimeDirectory= under %t (/run for a system
+    unit), which systemd mounts as a tmpfs before any service, at a directory it removes
+    when each run stops; the installed defaults file, read after Environment=, must not override it."""
     destdir = tmp_path / "destdir"
     result = make_install(
         destdir, frozen_binary.parent, "PREFIX=/usr", "INIT=both", f"CA_CERT={ca_file}"
@@ -269,9 +269,14 @@ def test_installed_service_unpacks_into_a_tmpfs(
         for line in units.values(text, "Service", "Environment")
         for item in shlex.split(line)
     )
-    tmpdir = environment["TMPDIR"].replace("%t", "/run")
+    tmpdir = Path(environment["TMPDIR"].replace("%t", "/run"))
     runtime = units.value(text, "Service", "RuntimeDirectory").split()
-    assert tmpdir in {f"/run/{directory}" for directory in runtime}
+    # In a runtime directory (kept between runs for the server's hint), in a directory of
+    # its own that the unit makes before and removes after every run.
+    assert tmpdir.parent in {Path("/run", directory) for directory in runtime}
+    assert shlex.split(units.value(text, "Service", "ExecStopPost").replace("%t", "/run")) == [
+        "-/bin/rm", "-rf", str(tmpdir)
+    ]  # fmt: skip
     assert units.value(text, "Service", "RuntimeDirectoryMode") == "0700"
     defaults = (destdir / "etc/default/caramel-embedded").read_text()
     assert not [line for line in defaults.splitlines() if line.startswith("TMPDIR=")]
