@@ -98,7 +98,8 @@ def test_the_hint_outlives_the_run_and_the_unpacked_files_do_not() -> None:
     assert units.value(text, "Service", "RuntimeDirectory") == "caramel-embedded"
     assert units.value(text, "Service", "RuntimeDirectoryPreserve") == "yes"
     tmpdir = units.value(text, "Service", "Environment").removeprefix("TMPDIR=")
-    assert tmpdir.startswith("%t/caramel-embedded/") and tmpdir != "%t/caramel-embedded/"
+    assert tmpdir.startswith("%t/caramel-embedded/")
+    assert tmpdir != "%t/caramel-embedded/"
     assert shlex.split(units.value(text, "Service", "ExecStartPre")) == [
         "/bin/mkdir", "-p", "-m", "0700", tmpdir
     ]  # fmt: skip
