@@ -257,7 +257,8 @@ def test_installed_service_unpacks_into_a_tmpfs(
     flash on a board; the one-file binary unpacks into $TMPDIR at every start. The
     installed unit points TMPDIR into its RuntimeDirectory= under %t (/run for a system
     unit), which systemd mounts as a tmpfs before any service, at a directory it
-    removes when each run stops; the installed defaults file, read after Environment=, must not override it."""
+    removes when each run stops; the installed defaults file, read after Environment=,
+    must not override it."""
     destdir = tmp_path / "destdir"
     result = make_install(
         destdir, frozen_binary.parent, "PREFIX=/usr", "INIT=both", f"CA_CERT={ca_file}"
