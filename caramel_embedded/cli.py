@@ -130,17 +130,7 @@ def _main(argv: Sequence[str]) -> _Ending:
         if settings.print_client_id:
             return _printed(identity)
         known["client_id"] = identity
-        assert settings.server is not None  # options.parse demands it unless printing
-        job = invocation.Job(
-            server=settings.server,
-            client_id=identity,
-            file=settings.file,
-            ca_cert=settings.ca_cert,
-            ownership=settings.ownership,
-            key_bits=settings.key_bits,
-            timeout=settings.timeout,
-            proxy=settings.proxy,
-        )
+        job = _job(settings, identity)
         if wait_mode:
             return _wait(job, settings, reporter, known)
         result = invocation.run(job, reporter.progress)
@@ -162,6 +152,25 @@ def _main(argv: Sequence[str]) -> _Ending:
     if result.message:
         reporter.notice(result.message)
     return _ended(result, known, wanted)
+
+
+def _job(settings: Settings, identity: str) -> Job:
+    """What the invocation is asked to do, once the client id is resolved."""
+    from caramel_embedded import invocation
+
+    assert settings.server is not None  # options.parse demands it unless printing
+    return invocation.Job(
+        server=settings.server,
+        client_id=identity,
+        file=settings.file,
+        ca_cert=settings.ca_cert,
+        ownership=settings.ownership,
+        key_bits=settings.key_bits,
+        timeout=settings.timeout,
+        proxy=settings.proxy,
+        key_store=settings.key_store,
+        tpm=settings.tpm,
+    )
 
 
 # Only the command knows exit numbers (``exits``); the core names its outcomes
