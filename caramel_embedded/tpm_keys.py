@@ -57,7 +57,9 @@ class TPMKeys:
 
     def _opened(self) -> TPM:
         if self._tpm is None:
-            from caramel_embedded import tpm
-
+            try:
+                from caramel_embedded import tpm
+            except ImportError as error:  # a frozen build without ctypes (docs/tpm.md)
+                raise TPMError(f"this build carries no TPM support ({error})") from None
             self._tpm = tpm.TPM(self._tcti)
         return self._tpm
