@@ -184,6 +184,7 @@ bench: venv system-deps bench-deps $(TEST_BINARY) $(TEST_COMPRESSED) $(TEST_BUND
 	$(BIN)/python bench/run.py --binary $(TEST_BINARY) --compressed $(TEST_COMPRESSED) \
 		--bundle $(TEST_BUNDLE) --floor $(BENCH_FLOOR)/floor/floor \
 		--sizes-from $(dir $(TEST_DIST)) --sizes-from dist --arm-dist $(dir $(TEST_DIST))
+	$(BIN)/python bench/tpm_steps.py --runs 7
 
 # The squashfs part of `make bench` alone (bench/image_size.py): both one-file forms and the
 # bundle of every architecture built (the tests' builds, then dist/), four compressors.

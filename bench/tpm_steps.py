@@ -1,17 +1,22 @@
-"""What tpm2 mode costs: the provider's libraries on disk, and each TPM step's time.
+"""What tpm2 mode costs: the provider's libraries on disk, each TPM step, and the command.
 
-    .venv/bin/python bench/tpm_steps.py [--runs N]
+    .venv/bin/python bench/tpm_steps.py [--runs N]       (also the end of `make bench`)
 
 Figures, never asserts (docs/tpm.md holds them with their date). Against a swtpm of its
-own on loopback (testbed/swtpm.py), so the times are a software TPM's: a real chip makes
-an RSA key in seconds and signs in tens to hundreds of milliseconds. The bytes are those
-of the tpm2-openssl module and of every libtss2 library it needs (``ldd``), plus the TCTI
-for a device that the TCTI loader opens at run time: what a board adds for tpm2 mode.
+own on loopback (testbed/swtpm.py), so the times are a software TPM's, emulated figures
+with no goal: a real chip makes an RSA key in seconds and signs in tens to hundreds of
+milliseconds. The bytes are those of the tpm2-openssl module and of every libtss2 library
+it needs (``ldd``), plus the TCTI for a device that the TCTI loader opens at run time:
+what a board adds for tpm2 mode. The command (the package, ``python -m
+caramel_embedded``) runs against the tests' fake signer, file mode and tpm2 mode in turns
+(the order alternating per round): a first run (a new key, its request posted) and the
+unchanged path (the installed certificate answered again).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import statistics
 import subprocess
 import sys
@@ -23,6 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from testbed import swtpm  # noqa: E402
+from testbed.ca_factory import make_authority  # noqa: E402
+from tests import fake_signer  # noqa: E402
 
 IMPORT = "import ssl, time, caramel_embedded.errors; t = time.perf_counter(); "
 IMPORT += "from caramel_embedded import tpm; "
@@ -80,6 +87,45 @@ def import_times(runs: int) -> list[float]:
     ]
 
 
+def command_times(tcti: str, runs: int, directory: Path) -> dict[str, list[float]]:
+    """Wall times of the command's first run and unchanged path, per key store."""
+    authority = make_authority()
+    ca = authority.write(directory / "ca.pem")
+    (directory / "tls").mkdir()
+    times: dict[str, list[float]] = {}
+    with fake_signer.serving(authority, directory / "tls") as signer:
+        for round_number in range(runs):
+            stores = ("file", "tpm2") if round_number % 2 else ("tpm2", "file")
+            for store in stores:
+                combined = directory / store / f"{round_number}.pem"
+                command = [sys.executable, "-m", "caramel_embedded", signer.url,
+                           f"bench-{store}-{round_number}", "--file", str(combined),
+                           "--ca-cert", str(ca), "--key-store", store, "--tpm", tcti]  # fmt: skip
+                first = _timed(command, 69)
+                signer.sign(hashlib.sha256(_request_pem(combined)).hexdigest())
+                _timed(command, 0)  # installs the certificate
+                times.setdefault(f"{store} first run", []).append(first)
+                times.setdefault(f"{store} unchanged", []).append(_timed(command, 0))
+    return times
+
+
+def _timed(command: list[str], expected: int) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != expected:
+        raise SystemExit(f"{command}: exit {done.returncode}: {done.stderr}")
+    return time.perf_counter() - started
+
+
+def _request_pem(combined: Path) -> bytes:
+    from caramel_embedded import pem
+
+    (request,) = [
+        b for b in pem.decode_all(combined.read_bytes()) if b.label == "CERTIFICATE REQUEST"
+    ]
+    return pem.encode(request.label, request.der)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -93,6 +139,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory, swtpm.running(Path(directory)) as tpm:
         for step, values in step_times(tpm.tcti, runs).items():
             print(f"{step:37} median {statistics.median(values) * 1e3:7.1f} ms (swtpm)")
+        for name, values in command_times(tpm.tcti, runs, Path(directory)).items():
+            print(f"command, {name:28} median {statistics.median(values) * 1e3:7.1f} ms")
 
 
 if __name__ == "__main__":

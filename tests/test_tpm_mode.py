@@ -422,3 +422,19 @@ def test_a_build_without_ctypes_says_so(monkeypatch: pytest.MonkeyPatch) -> None
     keys = tpm_keys.TPMKeys("device:/dev/tpmrm0")
     with pytest.raises(TPMError, match="this build carries no TPM support"):
         keys.new_key(2048)
+
+
+def test_a_damaged_file_is_set_aside_and_a_tpm_key_made(
+    client: Client, signer: FakeCaramel, tpm: swtpm.SoftwareTPM
+) -> None:
+    enrolled(client, tpm)
+    damaged = client.file.read_bytes().replace(
+        b"TSS2 PRIVATE KEY-----\nMII", b"TSS2 PRIVATE KEY-----\nXII", 1
+    )
+    client.file.write_bytes(damaged)
+    result = client.run(*tpm_args(tpm))
+    assert result.returncode == 69, result.stderr
+    (aside,) = client.file.parent.glob("client.pem.corrupt-*")
+    assert aside.read_bytes() == damaged
+    assert labels(client.file) == [TSS2, "CERTIFICATE REQUEST"]
+    assert request_of(client.file).public_key() == tpm_public_key(client.file)
