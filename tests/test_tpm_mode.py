@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -438,3 +439,25 @@ def test_a_damaged_file_is_set_aside_and_a_tpm_key_made(
     assert aside.read_bytes() == damaged
     assert labels(client.file) == [TSS2, "CERTIFICATE REQUEST"]
     assert request_of(client.file).public_key() == tpm_public_key(client.file)
+
+
+def test_a_term_while_the_tpm_makes_the_key_leaves_nothing(
+    client: Client, signer: FakeCaramel, tpm: swtpm.SoftwareTPM
+) -> None:
+    """TERM while the key is being made (the TPM is busy for a few hundred ms): 127, no key
+    written, and nothing left loaded in the TPM (a TPM without a resource manager would
+    keep it until it restarts)."""
+    process = client.start(*tpm_args(tpm), "-v")
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "generating an RSA 2048-bit key in the TPM" in line:
+            process.send_signal(signal.SIGTERM)
+            break
+    else:
+        pytest.fail("the run never said it was making the key")
+    rest = process.stderr.read()
+    assert process.wait(60) == 127, rest
+    assert "interrupted by SIGTERM" in rest
+    assert not client.file.exists() or client.file.stat().st_size == 0
+    assert swtpm.transient_handles(tpm) == []
+    assert signer.requests("POST") == []
