@@ -415,11 +415,13 @@ def test_the_unchanged_path_loads_nothing_of_the_tpm(
 
 def test_a_build_without_ctypes_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     """The frozen forms leave ctypes out: tpm2 mode there is one TPM line, not a traceback."""
+    import caramel_embedded
     from caramel_embedded import tpm_keys
     from caramel_embedded.errors import TPMError
 
     monkeypatch.setitem(sys.modules, "ctypes", None)
     monkeypatch.delitem(sys.modules, "caramel_embedded.tpm", raising=False)
+    monkeypatch.delattr(caramel_embedded, "tpm", raising=False)  # imported by a test before
     keys = tpm_keys.TPMKeys("device:/dev/tpmrm0")
     with pytest.raises(TPMError, match="this build carries no TPM support"):
         keys.new_key(2048)
