@@ -21,9 +21,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # What the demo needs: nginx fronts Caramel; openssl and curl check the certificate the
 # client installs, as a user would. The suites need strace besides, and groff to show the
-# man page as `man` does (and, through firmware-deps, the firmware checks' tools).
+# man page as `man` does (and, through firmware-deps, the firmware checks' tools). tpm2
+# mode's tests need a software TPM (swtpm), tpm2-tools to put it in lockout and look at
+# what a run left loaded in it, and the tpm2-openssl provider the client uses (a module,
+# not a command: TPM_PROVIDER names it).
 DEMO_PACKAGES   := nginx openssl curl
-SYSTEM_PACKAGES := $(DEMO_PACKAGES) strace groff:groff-base
+TPM_PACKAGES    := swtpm swtpm_setup:swtpm-tools tpm2_getcap:tpm2-tools
+TPM_PROVIDER    := tpm2-openssl
+SYSTEM_PACKAGES := $(DEMO_PACKAGES) strace groff:groff-base $(TPM_PACKAGES)
 
 .PHONY: all venv system-deps test test-package test-binary test-bundle test-unit test-e2e \
 	lint format demo demo-deps demo-server demo-sign demo-stop clean binary bundle bench \
@@ -79,6 +84,8 @@ demo-deps:
 # System packages the tests need.
 system-deps:
 	@$(call INSTALL_COMMANDS,$(SYSTEM_PACKAGES))
+	@missing=""; dpkg-query -W -f='$${Status}' $(TPM_PROVIDER) 2>/dev/null | grep -q "ok installed" \
+		|| missing="$(TPM_PROVIDER)"; $(INSTALL_MISSING)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -177,6 +184,7 @@ bench: venv system-deps bench-deps $(TEST_BINARY) $(TEST_COMPRESSED) $(TEST_BUND
 	$(BIN)/python bench/run.py --binary $(TEST_BINARY) --compressed $(TEST_COMPRESSED) \
 		--bundle $(TEST_BUNDLE) --floor $(BENCH_FLOOR)/floor/floor \
 		--sizes-from $(dir $(TEST_DIST)) --sizes-from dist --arm-dist $(dir $(TEST_DIST))
+	$(BIN)/python bench/tpm_steps.py --runs 7
 
 # The squashfs part of `make bench` alone (bench/image_size.py): both one-file forms and the
 # bundle of every architecture built (the tests' builds, then dist/), four compressors.

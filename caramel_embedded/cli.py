@@ -174,6 +174,7 @@ def _main(argv: Sequence[str]) -> _Ending:
 
 
 def _job(settings: Settings, identity: str) -> Job:
+    """What the invocation is asked to do, once the client id is resolved."""
     from caramel_embedded import invocation
 
     assert settings.server is not None  # options.parse demands it unless printing
@@ -190,6 +191,8 @@ def _job(settings: Settings, identity: str) -> Job:
         # --wait never skips a check for a kept hint, nor does --check-now
         follow_hint=not (settings.wait or settings.check_now),
         hint_limit=settings.hint_limit,
+        key_store=settings.key_store,
+        tpm=settings.tpm,
     )
 
 

@@ -157,13 +157,16 @@ def plan_request(state: LocalState, now: datetime) -> RequestPlan:
     An expired certificate is never shown (nginx answers 400 to one) and never used as a
     validator: a 304 must not keep an expired certificate in place. An older certificate
     that waits for the held request's (the client id or CA changed) is shown, since it still
-    identifies the device, but it validates nothing at the new request's URL.
+    identifies the device, but it validates nothing at the new request's URL. A certificate
+    for a key in the TPM is not shown: ``ssl`` would need the TPM's provider in its own
+    context (docs/tpm.md says what that takes); Caramel does not ask for it.
     """
     valid = state.certificate is not None and state.certificate.is_valid_at(now)
     since = None
     if valid and state.certificate_answers_request and state.file_mtime is not None:
         since = format_http_date(state.file_mtime)
-    return RequestPlan(state.request_sha256, valid, since)
+    shown = valid and state.key_label == pem.PRIVATE_KEY  # a TPM key: see docs/tpm.md
+    return RequestPlan(state.request_sha256, shown, since)
 
 
 def after_get(state: LocalState, plan: RequestPlan, answer: ServerAnswer) -> Action:

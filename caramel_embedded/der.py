@@ -143,6 +143,12 @@ def check_rsa_pkcs8(der: bytes) -> None:
     _only(fields[2][1], _SEQUENCE)
 
 
+def sequence_fields(der: bytes) -> list[tuple[int, bytes]]:
+    """(tag, content) of each element of the one SEQUENCE that ``der`` is: for readers of
+    other structures (``tpm_blob``) that need no more than that."""
+    return _children(_only(der, _SEQUENCE))
+
+
 # --- the reader ------------------------------------------------------------------------
 
 

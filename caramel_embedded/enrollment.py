@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from caramel_embedded import decision, hint
+from caramel_embedded import decision, hint, pem
 from caramel_embedded.decision import Outcome
 from caramel_embedded.errors import CaramelError, InterruptedBySignal, ServerAnswerError
 from caramel_embedded.record import Record
@@ -50,12 +50,48 @@ class Server(Protocol):
         """Drop every connection."""
 
 
+class KeyStore(Protocol):
+    """Where keys are made and what signs their requests: cryptography in memory (``FileKeys``),
+    or the TPM (``tpm_keys``)."""
+
+    label: str  # the PEM label of its keys' blocks in the combined file
+
+    def new_key(self, bits: int) -> bytes:
+        """A new RSA key's block, as DER."""
+
+    def new_request(self, key_der: bytes, ca_certificate_der: bytes, client_id: str) -> bytes:
+        """The key's request for the client id under the CA, as DER."""
+
+    def close(self) -> None:
+        """Let go of what the store opened (the TPM's loaded keys and connection)."""
+
+
+class FileKeys:
+    """Keys made by cryptography and held as PKCS#8 in the combined file (``file`` mode)."""
+
+    label = pem.PRIVATE_KEY
+
+    def new_key(self, bits: int) -> bytes:
+        from caramel_embedded import pki
+
+        return pki.new_private_key(bits)
+
+    def new_request(self, key_der: bytes, ca_certificate_der: bytes, client_id: str) -> bytes:
+        from caramel_embedded import pki
+
+        return pki.new_request(key_der, ca_certificate_der, client_id)
+
+    def close(self) -> None:
+        pass  # nothing held
+
+
 class Device(Record):
-    """Who the pass acts for: its id, its CA(s), and the size of a new key."""
+    """Who the pass acts for: its id, its CA(s), the size of a new key and where keys are."""
 
     client_id: str
     anchor: TrustAnchor
     key_bits: int
+    keys: KeyStore = FileKeys()
 
 
 class Result(Record):
@@ -184,11 +220,16 @@ def _install(run: Pass, state: LocalState, action: decision.Install) -> LocalSta
     device = run.device
     ca_certificates = [ca.certificate_der for ca in device.anchor.certificates]
     pki.check_issued_certificate(
-        action.certificate_der, ca_certificates, state.key_der, device.client_id, run.now
+        action.certificate_der,
+        ca_certificates,
+        state.key_der,
+        device.client_id,
+        run.now,
+        key_label=state.key_label,
     )
     facts = action.facts  # read once, by the decision
     mtime = decision.last_modified_or_not_before(action.last_modified, facts.not_before)
-    content = compose(state.key_der, state.request_der, action.certificate_der)
+    content = compose(state.key_der, state.request_der, action.certificate_der, state.key_label)
     run.keeper.keep(content, mtime=mtime)
     run.progress(f"installed a certificate valid until {facts.not_after:%Y-%m-%d %H:%M:%S} UTC")
     return _parsed(content, mtime)
@@ -197,13 +238,13 @@ def _install(run: Pass, state: LocalState, action: decision.Install) -> LocalSta
 def _enroll(run: Pass, reason: str | None, outcome: Outcome, set_aside: bool) -> Result:
     """A new key and its request, kept first, then posted: a posted key is never lost,
     so this is the one case where a failed pass has changed what is held."""
-    from caramel_embedded import pki
-
     device = run.device
-    run.progress(f"generating an RSA {device.key_bits}-bit key")
-    key_der = pki.new_private_key(device.key_bits)
-    request_der = pki.new_request(key_der, device.anchor.certificate_der, device.client_id)
-    content = compose(key_der, request_der)
+    keys = device.keys
+    where = " in the TPM" if keys.label != pem.PRIVATE_KEY else ""
+    run.progress(f"generating an RSA {device.key_bits}-bit key{where}")
+    key_der = keys.new_key(device.key_bits)
+    request_der = keys.new_request(key_der, device.anchor.certificate_der, device.client_id)
+    content = compose(key_der, request_der, key_label=keys.label)
     run.keeper.keep(content, set_aside=set_aside)
     state = _parsed(content)
     note = None if reason is None else f"{reason}, made a new key"
@@ -221,10 +262,10 @@ def _request_anew(run: Pass, held: LocalState | ProvisionedKey) -> Result:
     key and subject give the same request bytes (an RSA PKCS#1 v1.5 signature is
     deterministic), which the next pass posts as a duplicate.
     """
-    from caramel_embedded import pki
-
     device = run.device
-    request_der = pki.new_request(held.key_der, device.anchor.certificate_der, device.client_id)
+    request_der = device.keys.new_request(
+        held.key_der, device.anchor.certificate_der, device.client_id
+    )
     if isinstance(held, ProvisionedKey):
         run.progress("the key is a provisioned one: made its request")
         certificate_der, note = None, None
@@ -235,7 +276,7 @@ def _request_anew(run: Pass, held: LocalState | ProvisionedKey) -> Result:
         if certificate_der is not None:
             note += " (the installed certificate stays until its replacement is signed)"
         failure = "a new request for the same key was not accepted; nothing was changed"
-    content = compose(held.key_der, request_der, certificate_der)
+    content = compose(held.key_der, request_der, certificate_der, held.key_label)
     state = _parsed(content)
     run.server.post(state, failure)
     run.keeper.keep(content)

@@ -49,6 +49,16 @@ class UnusableKeyError(CaramelError):
     """The held key, or the key and certificate together, cannot be used (a damaged file)."""
 
 
+class KeyStoreMismatchError(CaramelError):
+    """The combined file holds a key of the other kind than ``--key-store`` asks for (a
+    file key in tpm2 mode, a TPM key in file mode): refused, never migrated nor lost."""
+
+
+class TPMError(CaramelError):
+    """The TPM of tpm2 mode is absent, unreachable, in dictionary-attack lockout, or
+    refused an operation (the message says which)."""
+
+
 class LockHeldError(CaramelError):
     """Another invocation holds the lock on the combined file: the command says "locked",
     not "error"."""

@@ -16,11 +16,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from caramel_embedded import combined_file, decision, hint, hint_stamp, trust
-from caramel_embedded.enrollment import Device, Pass, Result, Server
-from caramel_embedded.errors import UnusableKeyError
+from caramel_embedded.enrollment import Device, FileKeys, KeyStore, Pass, Result, Server
+from caramel_embedded.errors import KeyStoreMismatchError, UnusableKeyError
 from caramel_embedded.record import Record
 from caramel_embedded.server_address import ServerAddress
-from caramel_embedded.state import CorruptFileError, LocalState, parse
+from caramel_embedded.state import (
+    CorruptFileError,
+    LocalState,
+    ProvisionedKey,
+    key_store_of,
+    parse,
+)
 
 if TYPE_CHECKING:
     from caramel_embedded.deadline import Deadline
@@ -41,6 +47,8 @@ class Job(Record):
     runtime_dir: Path | None = None  # where the server's hint is kept; None: never kept
     follow_hint: bool = False  # a kept hint may spare this run its check (one-shot runs)
     hint_limit: int = hint.DEFAULT_LIMIT  # seconds: the longest a hint is followed
+    key_store: str = "file"  # "tpm2": keys made and kept inside the TPM at ``tpm``
+    tpm: str = "device:/dev/tpmrm0"
 
 
 def utc_now() -> datetime:
@@ -55,7 +63,25 @@ def run(
     now = clock()
     trust.check_clock(anchor, now)
     progress(f"client id {job.client_id}, CA {anchor.subject_text}, server {job.server}")
-    device = Device(job.client_id, anchor, job.key_bits)
+    keys = _key_store(job)
+    try:
+        return _run_locked(job, Device(job.client_id, anchor, job.key_bits, keys), now, progress)
+    finally:
+        keys.close()  # the TPM's keys flushed, its connection ended
+
+
+def _key_store(job: Job) -> KeyStore:
+    """Where keys are made: the TPM's module is imported in tpm2 mode only."""
+    if job.key_store == "tpm2":
+        from caramel_embedded import tpm_keys
+
+        return tpm_keys.TPMKeys(job.tpm)
+    return FileKeys()
+
+
+def _run_locked(
+    job: Job, device: Device, now: datetime, progress: Callable[[str], None]
+) -> Result:
     connect = _Connector(job, device, progress)
     with combined_file.locked(job.file, job.ownership) as handle:
         for name in handle.remove_stale_temporaries():
@@ -70,9 +96,10 @@ def run(
             held = parse(data, mtime)
         except CorruptFileError as error:
             return one_pass(keeper.set_aside_reason(str(error)))
+        _check_key_store(held, job)
         if held is not None and handle.apply_ownership():
             progress("owner or mode of the combined file corrected")
-        hints = _Hints(job, handle, anchor.pem, now, progress)
+        hints = _Hints(job, handle, device.anchor.pem, now, progress)
         if hints.allow_skip(data, held):
             assert isinstance(held, LocalState)
             return Result(decision.Outcome.CURRENT, held, checked=False)
@@ -149,6 +176,20 @@ class _Hints:
             str(job.server),
             job.client_id,
             self._ca_sha256,
+        )
+
+
+def _check_key_store(held: LocalState | ProvisionedKey | None, job: Job) -> None:
+    """A key of the other kind than ``--key-store`` asks for is refused, the file untouched:
+    never replaced, and never moved into (or out of) the TPM behind the operator's back."""
+    if held is None:
+        return
+    needs = key_store_of(held.key_label)
+    if needs != job.key_store:
+        kind = "a TPM key (TSS2 PRIVATE KEY)" if needs == "tpm2" else "a file key (PRIVATE KEY)"
+        raise KeyStoreMismatchError(
+            f"{job.file} holds {kind}: it needs --key-store {needs} "
+            f"(CARAMEL_KEY_STORE={needs}); nothing was changed"
         )
 
 

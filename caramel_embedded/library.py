@@ -56,6 +56,11 @@ class Credentials:
             raise CaramelError(f"credentials: {error}") from None
         if held is None:
             raise CaramelError("credentials: empty; pass None to make a key")
+        if held.key_label != pem.PRIVATE_KEY:
+            raise CaramelError(
+                "credentials: the key is a TPM's (TSS2 PRIVATE KEY); the library holds keys "
+                "in memory only: use the command's --key-store tpm2"
+            )
         if isinstance(held, LocalState) and held.certificate is not None:
             # The validator sent back as If-Modified-Since: the layout keeps no Last-Modified,
             # and the SPEC's fallback is the certificate's notBefore.

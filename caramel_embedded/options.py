@@ -33,6 +33,8 @@ DEFAULT_WAIT_INTERVAL = 15.0
 DEFAULT_RUNTIME_DIR = Path("/run/caramel-embedded")  # without systemd's $RUNTIME_DIRECTORY
 DEFAULT_HINT_LIMIT = 86400
 MAX_HINT_LIMIT = 366 * 86400
+KEY_STORES = ("file", "tpm2")
+DEFAULT_TPM = "device:/dev/tpmrm0"  # the kernel's resource manager
 
 
 class Settings(Record):
@@ -61,6 +63,8 @@ class Settings(Record):
     check_now: bool = False  # ask the server even while its hint says nothing is new
     hint_limit: int = DEFAULT_HINT_LIMIT  # seconds: the longest a server's hint is followed
     proxy: Proxy | None = None  # the HTTPS proxy to tunnel through (CONNECT), if any
+    key_store: str = "file"  # where keys are made and kept: "file" or "tpm2"
+    tpm: str = DEFAULT_TPM  # the TCTI of the TPM of tpm2 mode
 
 
 USAGE = "caramel-embedded [OPTIONS] SERVER [CLIENT_ID]"
@@ -72,9 +76,9 @@ DESCRIPTION = (
 )
 EPILOG = (
     "Environment: CARAMEL_SERVER, CARAMEL_CLIENT_ID, CARAMEL_CLIENT_ID_FROM, CARAMEL_FILE, "
-    "CARAMEL_CA_CERT, CARAMEL_OWNER, CARAMEL_MODE, CARAMEL_TIMEOUT, CARAMEL_WAIT (1), "
-    "CARAMEL_WAIT_LIMIT, CARAMEL_WAIT_INTERVAL, CARAMEL_PROXY, CARAMEL_RUNTIME_DIR, "
-    "CARAMEL_CHECK_NOW (1) stand in for the arguments; "
+    "CARAMEL_CA_CERT, CARAMEL_OWNER, CARAMEL_MODE, CARAMEL_KEY_STORE, CARAMEL_TPM, "
+    "CARAMEL_TIMEOUT, CARAMEL_WAIT (1), CARAMEL_WAIT_LIMIT, CARAMEL_WAIT_INTERVAL, "
+    "CARAMEL_PROXY, CARAMEL_RUNTIME_DIR, CARAMEL_CHECK_NOW (1) stand in for the arguments; "
     "the command line wins. https_proxy, HTTPS_PROXY and no_proxy are read as curl reads them."
 )
 POSITIONALS = (
@@ -96,6 +100,16 @@ OPTIONS: tuple[command_line.Option, ...] = (
         ("--key-bits",),
         "{" + ",".join(map(str, KEY_SIZES)) + "}",
         f"RSA key size for a new key (default {DEFAULT_KEY_BITS})",
+    ),
+    (
+        ("--key-store",),
+        "{" + ",".join(KEY_STORES) + "}",
+        "where keys are made and kept: in the combined file, or inside a TPM 2.0 (default file)",
+    ),
+    (
+        ("--tpm",),
+        "TCTI",
+        f"the TPM of --key-store tpm2, a TCTI string (default {DEFAULT_TPM})",
     ),
     (("--timeout",), "SECONDS", "bound on all network work (default 30)"),
     (
@@ -211,6 +225,8 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> Setti
         or _flag(environ.get("CARAMEL_CHECK_NOW"), "CARAMEL_CHECK_NOW"),
         hint_limit=_hint_limit(given("hint_limit")),
         proxy=_proxy(given("proxy"), environ, server),
+        key_store=_key_store(setting("key_store", "CARAMEL_KEY_STORE")),
+        tpm=_tcti(setting("tpm", "CARAMEL_TPM")),
     )
 
 
@@ -341,6 +357,27 @@ def _key_bits(text: str | None) -> int:
     if not text.isdigit() or int(text) not in KEY_SIZES:
         raise UsageError(f"--key-bits {text!r}: expected {key_sizes_text()}")
     return int(text)
+
+
+def _key_store(text: str | None) -> str:
+    if text is None:
+        return "file"
+    if text not in KEY_STORES:
+        raise UsageError(f"--key-store {text!r}: expected {' or '.join(KEY_STORES)}")
+    return text
+
+
+def _tcti(text: str | None) -> str:
+    """A TCTI string as the TSS reads it: ``NAME`` or ``NAME:CONFIG``, one line."""
+    if text is None:
+        return DEFAULT_TPM
+    name = text.partition(":")[0]
+    if not name or not name.replace("-", "").isalnum() or not text.isprintable():
+        raise UsageError(
+            f"--tpm {text!r}: expected a TCTI such as device:/dev/tpmrm0 or "
+            "swtpm:host=127.0.0.1,port=2321"
+        )
+    return text
 
 
 def _timeout(text: str | None) -> float:

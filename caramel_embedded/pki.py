@@ -45,7 +45,12 @@ def request_subject(ca_certificate_der: bytes, client_id: str) -> x509.Name:
 
 def new_request(key_der: bytes, ca_certificate_der: bytes, client_id: str) -> bytes:
     """A PKCS#10 request signed with SHA-256, as DER (PEM encoding is ``pem.encode``'s)."""
-    key = _load_rsa_key(key_der)
+    return request_signed_by(_load_rsa_key(key_der), ca_certificate_der, client_id)
+
+
+def request_signed_by(key: rsa.RSAPrivateKey, ca_certificate_der: bytes, client_id: str) -> bytes:
+    """The request of ``new_request``, signed by any RSA key: cryptography asks the key
+    object to sign (PKCS#1 v1.5, SHA-256), so a key inside a TPM signs it there."""
     builder = x509.CertificateSigningRequestBuilder().subject_name(
         request_subject(ca_certificate_der, client_id)
     )
@@ -58,6 +63,8 @@ def check_issued_certificate(
     key_der: bytes,
     client_id: str,
     now: datetime,
+    *,
+    key_label: str = "PRIVATE KEY",
 ) -> None:
     """Refuse a certificate that is not ours to install; say why in one line.
 
@@ -73,7 +80,7 @@ def check_issued_certificate(
             "server sent a certificate not signed by the CA "
             f"(issuer {certificate.issuer.rfc4514_string()})"
         )
-    if certificate.public_key() != _load_rsa_key(key_der).public_key():
+    if certificate.public_key() != public_key(key_label, key_der):
         raise CertificateCheckError("server sent a certificate for another key")
     names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     common_name = names[-1].value if names else None
@@ -94,6 +101,20 @@ def _issued_by(certificate: x509.Certificate, ca_certificate_der: bytes) -> bool
     except (ValueError, TypeError, InvalidSignature):
         return False
     return True
+
+
+def public_key(key_label: str, key_der: bytes) -> rsa.RSAPublicKey:
+    """The public key of a held key block: a PKCS#8 key's, or a TPM key's from its blob
+    (no TPM needed: the public part is in the clear)."""
+    if key_label == "PRIVATE KEY":
+        return _load_rsa_key(key_der).public_key()
+    from caramel_embedded import tpm_blob
+
+    try:
+        numbers = tpm_blob.rsa_public(key_der)
+    except tpm_blob.BlobError as error:
+        raise UnusableKeyError(str(error)) from None
+    return rsa.RSAPublicNumbers(numbers.exponent, numbers.modulus).public_key()
 
 
 def _load_rsa_key(key_der: bytes) -> rsa.RSAPrivateKey:

@@ -4,7 +4,9 @@ The combined file is one PEM file: ``PRIVATE KEY`` (PKCS#8), then ``CERTIFICATE`
 is issued, then ``CERTIFICATE REQUEST``. Parsing is strict because we are its only writer:
 anything else means the file was damaged, and a damaged file is set aside, never trusted.
 The one other layout we accept is a ``PRIVATE KEY`` alone, written at manufacture: that key
-is the device's, and gets its request instead of being replaced.
+is the device's, and gets its request instead of being replaced. In tpm2 mode the key's
+block is a ``TSS2 PRIVATE KEY`` (the key wrapped by the TPM, ``tpm_blob``) in the same
+place; which kind a file holds is read here, and the invocation refuses the other kind.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import hashlib
 
 from caramel_embedded import der, pem
 from caramel_embedded.record import Record
+
+TPM_KEY = "TSS2 PRIVATE KEY"  # tpm_blob.LABEL, without importing it on the file path
+KEY_LABELS = (pem.PRIVATE_KEY, TPM_KEY)
 
 
 class CorruptFileError(ValueError):
@@ -32,6 +37,7 @@ class LocalState(Record):
     certificate_der: bytes | None = None
     certificate: der.CertificateFacts | None = None
     file_mtime: int | None = None
+    key_label: str = pem.PRIVATE_KEY  # TPM_KEY: a key inside the TPM (tpm2 mode)
 
     @property
     def certificate_answers_request(self) -> bool:
@@ -49,7 +55,7 @@ class LocalState(Record):
         until one is installed."""
         if self.certificate_der is None:
             return None
-        return pem.encode(pem.PRIVATE_KEY, self.key_der) + pem.encode(
+        return pem.encode(self.key_label, self.key_der) + pem.encode(
             pem.CERTIFICATE, self.certificate_der
         )
 
@@ -67,11 +73,17 @@ class ProvisionedKey(Record):
     """A file holding only an RSA key, written at manufacture: it needs its request."""
 
     key_der: bytes
+    key_label: str = pem.PRIVATE_KEY
 
 
-def compose(key_der: bytes, request_der: bytes, certificate_der: bytes | None = None) -> bytes:
+def compose(
+    key_der: bytes,
+    request_der: bytes,
+    certificate_der: bytes | None = None,
+    key_label: str = pem.PRIVATE_KEY,
+) -> bytes:
     """The combined file's bytes, in the order the SPEC fixes."""
-    parts = [pem.encode(pem.PRIVATE_KEY, key_der)]
+    parts = [pem.encode(key_label, key_der)]
     if certificate_der is not None:
         parts.append(pem.encode(pem.CERTIFICATE, certificate_der))
     parts.append(pem.encode(pem.CERTIFICATE_REQUEST, request_der))
@@ -87,21 +99,19 @@ def parse(data: bytes, file_mtime: int | None = None) -> LocalState | Provisione
     except pem.PEMError as error:
         raise CorruptFileError(str(error)) from None
     labels = [block.label for block in blocks]
-    if labels == [pem.PRIVATE_KEY]:
-        try:
-            der.check_rsa_pkcs8(blocks[0].der)
-        except der.DERError as error:
-            raise CorruptFileError(str(error)) from None
-        return ProvisionedKey(blocks[0].der)
-    if labels == [pem.PRIVATE_KEY, pem.CERTIFICATE_REQUEST]:
+    key_label = labels[0] if labels and labels[0] in KEY_LABELS else pem.PRIVATE_KEY
+    if labels == [key_label]:
+        _check_key(blocks[0])
+        return ProvisionedKey(blocks[0].der, key_label)
+    if labels == [key_label, pem.CERTIFICATE_REQUEST]:
         key, request, certificate = blocks[0], blocks[1], None
-    elif labels == [pem.PRIVATE_KEY, pem.CERTIFICATE, pem.CERTIFICATE_REQUEST]:
+    elif labels == [key_label, pem.CERTIFICATE, pem.CERTIFICATE_REQUEST]:
         key, certificate, request = blocks
     else:
         found = ", ".join(labels) or "no PEM blocks"
         raise CorruptFileError(f"expected key, [certificate,] request; found {found}")
+    _check_key(key)
     try:
-        der.check_rsa_pkcs8(key.der)
         subject = der.request_subject(request.der)
         facts = der.certificate_facts(certificate.der) if certificate else None
     except der.DERError as error:
@@ -113,4 +123,23 @@ def parse(data: bytes, file_mtime: int | None = None) -> LocalState | Provisione
         certificate_der=certificate.der if certificate else None,
         certificate=facts,
         file_mtime=file_mtime,
+        key_label=key_label,
     )
+
+
+def key_store_of(label: str) -> str:
+    """The ``--key-store`` that holds keys of this block's label."""
+    return "tpm2" if label == TPM_KEY else "file"
+
+
+def _check_key(block: pem.PEMBlock) -> None:
+    """An RSA key of its kind: PKCS#8, or a loadable TPM key (read only in tpm2's case)."""
+    try:
+        if block.label == TPM_KEY:
+            from caramel_embedded import tpm_blob
+
+            tpm_blob.rsa_public(block.der)
+        else:
+            der.check_rsa_pkcs8(block.der)
+    except ValueError as error:  # DERError, BlobError
+        raise CorruptFileError(str(error)) from None

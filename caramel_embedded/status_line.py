@@ -49,6 +49,8 @@ _REASONS = {
     "ClientIdError": "input",
     "CombinedFileError": "input",
     "UnusableKeyError": "input",
+    "KeyStoreMismatchError": "input",
+    "TPMError": "tpm",
     "CACertificateError": "ca",
     "ClockNotSetError": "clock",
     "TLSError": "tls",

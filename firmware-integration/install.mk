@@ -3,6 +3,7 @@
 #
 #   make install DESTDIR=/path/to/rootfs PREFIX=/usr [FORM=onefile|onedir] [STORE=1|0] [ARCH=...]
 #                [INIT=systemd|sysv|both|none] [CA_CERT=fleet-ca.pem] [DIST=dir]
+#                [KEY_STORE=file|tpm2]
 #   make test-firmware     the checks of firmware-integration/ (tests/firmware)
 #   make firmware-deps     the Debian packages those checks use
 #
@@ -26,8 +27,12 @@
 #                 /usr/share/caramel-embedded/caramel-ensure.sh               0644
 #                 /usr/share/caramel-embedded/wait-for-certificate.conf       0644
 #                 /usr/share/caramel-embedded/needs-certificate.conf          0644
+#                 /usr/share/caramel-embedded/tpm2.conf                       0644
 #                 /usr/share/man/man1/caramel-embedded.1 (MANDIR)             0644
 #   CA_CERT=f     /etc/caramel/ca.pem (and CARAMEL_CA_CERT set to it)         0644
+#   KEY_STORE=tpm2  CARAMEL_KEY_STORE=tpm2 in /etc/default/caramel-embedded, and with
+#                 INIT=systemd the TPM's device for the units (docs/tpm.md):
+#                 /usr/lib/systemd/system/caramel-embedded{,-wait}.service.d/tpm2.conf 0644
 # Paths written inside the installed files (the binary, the defaults file, the init
 # script) follow BINDIR, SYSCONFDIR, DATADIR and INITDIR.
 
@@ -38,6 +43,7 @@ FORM ?= onefile
 INIT ?= systemd
 DIST ?= dist/$(ARCH)
 CA_CERT ?=
+KEY_STORE ?= file
 BINDIR ?= $(PREFIX)/bin
 LIBDIR ?= $(PREFIX)/lib
 DATADIR ?= $(PREFIX)/share
@@ -71,6 +77,8 @@ install-check:
 	*) echo "install: FORM=$(FORM): expected onefile or onedir" >&2; exit 2;; esac
 	@for i in $(FIRMWARE_INIT); do case "$$i" in systemd|sysv|none) ;; \
 	*) echo "install: INIT=$(INIT): expected systemd, sysv, both or none" >&2; exit 2;; esac; done
+	@case "$(KEY_STORE)" in file|tpm2) ;; \
+	*) echo "install: KEY_STORE=$(KEY_STORE): expected file or tpm2" >&2; exit 2;; esac
 	@if [ -n "$(CA_CERT)" ] && ! grep -q -- '-----BEGIN CERTIFICATE-----' "$(CA_CERT)"; then \
 		echo "install: CA_CERT=$(CA_CERT) is not a PEM certificate" >&2; exit 2; fi
 
@@ -101,6 +109,11 @@ ifneq ($(filter systemd,$(FIRMWARE_INIT)),)
 		>"$(DESTDIR)$(SYSTEMD_UNITDIR)/caramel-embedded-wait.service"
 	chmod 0644 "$(DESTDIR)$(SYSTEMD_UNITDIR)/caramel-embedded-wait.service"
 	chmod 0644 "$(DESTDIR)$(SYSTEMD_UNITDIR)/caramel-embedded.service"
+ifeq ($(KEY_STORE),tpm2)
+	for unit in caramel-embedded caramel-embedded-wait; do \
+		install -D -m 0644 $(FIRMWARE_DIR)/drop-in/tpm2.conf \
+			"$(DESTDIR)$(SYSTEMD_UNITDIR)/$$unit.service.d/tpm2.conf"; done
+endif
 	$(FIRMWARE_SED) $(FIRMWARE_DIR)/systemd/caramel-embedded-reload.service \
 		>"$(DESTDIR)$(SYSTEMD_UNITDIR)/caramel-embedded-reload.service"
 	install -m 0644 $(FIRMWARE_DIR)/systemd/caramel-embedded-reload.path "$(DESTDIR)$(SYSTEMD_UNITDIR)/"
@@ -124,12 +137,15 @@ install-files: install-check
 		>"$(DESTDIR)$(FIRMWARE_SHARE)/wait-for-certificate.conf"
 	$(FIRMWARE_SED) $(FIRMWARE_DIR)/drop-in/needs-certificate.conf \
 		>"$(DESTDIR)$(FIRMWARE_SHARE)/needs-certificate.conf"
+	$(FIRMWARE_SED) $(FIRMWARE_DIR)/drop-in/tpm2.conf >"$(DESTDIR)$(FIRMWARE_SHARE)/tpm2.conf"
 	$(FIRMWARE_SED) $(FIRMWARE_DIR)/default/caramel-embedded \
 		$(if $(CA_CERT),-e 's|^#CARAMEL_CA_CERT=.*|CARAMEL_CA_CERT=$(SYSCONFDIR)/caramel/ca.pem|') \
+		$(if $(filter tpm2,$(KEY_STORE)),-e 's|^CARAMEL_KEY_STORE=.*|CARAMEL_KEY_STORE=tpm2|') \
 		>"$(DESTDIR)$(SYSCONFDIR)/default/caramel-embedded"
 	chmod 0644 "$(DESTDIR)$(FIRMWARE_SHARE)/caramel-ensure.sh" \
 		"$(DESTDIR)$(FIRMWARE_SHARE)/wait-for-certificate.conf" \
 		"$(DESTDIR)$(FIRMWARE_SHARE)/needs-certificate.conf" \
+		"$(DESTDIR)$(FIRMWARE_SHARE)/tpm2.conf" \
 		"$(DESTDIR)$(SYSCONFDIR)/default/caramel-embedded"
 	install -D -m 0644 $(FIRMWARE_DIR)/caramel-embedded.1 "$(DESTDIR)$(MANDIR)/man1/caramel-embedded.1"
 ifneq ($(CA_CERT),)

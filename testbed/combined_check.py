@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 _PEM_BLOCK = re.compile(
-    rb"-----BEGIN (?P<label>[A-Z ]+)-----\n[A-Za-z0-9+/=\n]+?-----END (?P=label)-----\n"
+    rb"-----BEGIN (?P<label>[A-Z0-9 ]+)-----\n[A-Za-z0-9+/=\n]+?-----END (?P=label)-----\n"
 )
 
 

@@ -24,6 +24,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from testbed.ca_factory import key_pem
 from testbed.combined_check import pem_blocks
 
+TPM_KEY = "TSS2 PRIVATE KEY"
+
 __all__ = ["key_pem", "pem_blocks"]  # kept here for the e2e modules that use them as pki.*
 
 
@@ -146,8 +148,22 @@ class CombinedFile:
 
     @property
     def key_pem(self) -> bytes | None:
-        """The private key block."""
-        return self.block("PRIVATE KEY")
+        """The key's block: a PRIVATE KEY, or in tpm2 mode the TSS2 PRIVATE KEY that the
+        TPM wrapped."""
+        return self.block("PRIVATE KEY") or self.block(TPM_KEY)
+
+    @property
+    def public_numbers(self) -> rsa.RSAPublicNumbers | None:
+        """The key's public numbers, of either kind of key block (a TPM key's are read from
+        its blob: no TPM needed)."""
+        tpm_key = self.block(TPM_KEY)
+        if tpm_key is not None:
+            from caramel_embedded import pem, tpm_blob
+
+            public = tpm_blob.rsa_public(pem.decode_all(tpm_key)[0].der)
+            return rsa.RSAPublicNumbers(public.exponent, public.modulus)
+        key = self.private_key
+        return None if key is None else key.public_key().public_numbers()
 
     @property
     def cert_pem(self) -> bytes | None:
@@ -183,6 +199,8 @@ class CombinedFile:
         pem = self.key_pem
         if pem is None:
             return None
+        if self.block("PRIVATE KEY") is None:
+            return None  # a TPM's key: public_numbers
         key = serialization.load_pem_private_key(pem, password=None)
         if not isinstance(key, rsa.RSAPrivateKey):
             raise ValueError(f"{self.path}: the key is not RSA")
@@ -197,8 +215,9 @@ class CombinedFile:
         if not self.exists:
             return "no file"
         parts = []
-        key = self.private_key
-        parts.append(f"RSA-{key.key_size} key" if key else "no key")
+        numbers = self.public_numbers
+        where = " in the TPM" if self.block(TPM_KEY) is not None else ""
+        parts.append(f"RSA-{numbers.n.bit_length()} key{where}" if numbers else "no key")
         cert = self.certificate
         parts.append(
             f"certificate: {describe_certificate(cert)}" if cert else "no certificate yet"

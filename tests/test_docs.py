@@ -39,6 +39,8 @@ SAMPLES = {
     "--owner": "0:0",
     "--mode": "0640",
     "--key-bits": "4096",
+    "--key-store": "tpm2",
+    "--tpm": "swtpm:host=127.0.0.1,port=2321",
     "--timeout": "5",
     "--wait-limit": "60",
     "--wait-interval": "3",

@@ -35,9 +35,11 @@ pytestmark = pytest.mark.in_process
 BUILD = Path(__file__).resolve().parents[1] / "build"
 # argparse (with gettext) was about 2 ms of every start: the command reads its own line
 # (caramel_embedded/command_line.py).
+# tpm2 mode's modules and ctypes (caramel_embedded/tpm.py) are for that mode alone: file
+# mode, the default, must not import them, let alone load the provider or libtss2.
 HEAVY = (
     "dataclasses", "inspect", "ast", "dis", "importlib.metadata", "unicodedata",
-    "argparse", "gettext",
+    "argparse", "gettext", "ctypes", "_ctypes",
 )  # fmt: skip
 PROBE = f"""
 import json, sys
@@ -51,6 +53,7 @@ status = cli.main(sys.argv[1:])
 heavy = sorted(
     m for m in sys.modules
     if m.startswith("cryptography")
+    or m.startswith("caramel_embedded.tpm")
     or m in HEAVY
 )
 print(json.dumps({{"status": status, "heavy": heavy}}))
@@ -146,3 +149,15 @@ def test_a_followed_hint_imports_no_network(
     asked = run_probe(client, "--runtime-dir", str(ram_dir), "--check-now", probe=NO_NETWORK_PROBE)
     assert asked["status"] == 0
     assert "urllib3" in asked["heavy"]  # type: ignore[operator]
+
+
+def test_file_mode_key_making_imports_nothing_of_tpm2_mode(client: Client) -> None:
+    """A first run in file mode makes a key (cryptography is imported then, and with it some
+    of HEAVY), and nothing of tpm2 mode: neither its modules nor ctypes."""
+    result = run_probe(client)
+    assert result["status"] == 69
+    heavy = result["heavy"]
+    assert isinstance(heavy, list)
+    assert any(module.startswith("cryptography") for module in heavy)  # the key was made
+    of_tpm2_mode = [m for m in heavy if m.startswith("caramel_embedded.tpm") or "ctypes" in m]
+    assert of_tpm2_mode == []

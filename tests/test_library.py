@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 import caramel_embedded
-from caramel_embedded import CaramelError, Credentials, Status, refresh
+from caramel_embedded import CaramelError, Credentials, Status, pem, refresh
 from testbed.ca_factory import Authority, make_authority
 from tests.fake_signer import FakeCaramel, tls_server_context
 from tests.test_failed_run_keeps_file import dead_server
@@ -145,6 +145,14 @@ def test_credentials_round_trip_and_refuse_garbage(signer: FakeCaramel) -> None:
     for garbage in (b"", b"hello", held.to_bytes()[:-40]):
         with pytest.raises(CaramelError):
             Credentials.from_bytes(garbage)
+
+
+def test_credentials_with_a_tpm_key_are_refused() -> None:
+    """The command's tpm2 mode writes a TSS2 block where the key was: not the library's."""
+    from tests.test_tpm_blob import REQUEST_PEM, blob
+
+    with pytest.raises(CaramelError, match="TPM"):
+        Credentials.from_bytes(pem.encode("TSS2 PRIVATE KEY", blob()) + REQUEST_PEM)
 
 
 # --- nothing on disk -------------------------------------------------------------------

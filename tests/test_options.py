@@ -29,6 +29,17 @@ def test_defaults() -> None:
     assert settings.ownership == options.Ownership(0o600, -1, -1)
     assert settings.key_bits == 2048
     assert settings.timeout == 30.0
+    assert (settings.key_store, settings.tpm) == ("file", "device:/dev/tpmrm0")
+
+
+def test_key_store_and_tpm_from_the_command_line_and_the_environment() -> None:
+    tcti = "swtpm:host=127.0.0.1,port=2321"
+    given = parse("ca.example", "--key-store", "tpm2", "--tpm", tcti)
+    assert (given.key_store, given.tpm) == ("tpm2", tcti)
+    environment = parse("ca.example", CARAMEL_KEY_STORE="tpm2", CARAMEL_TPM="device:/dev/tpm0")
+    assert (environment.key_store, environment.tpm) == ("tpm2", "device:/dev/tpm0")
+    wins = parse("ca.example", "--key-store", "file", CARAMEL_KEY_STORE="tpm2")
+    assert wins.key_store == "file"
 
 
 def test_every_option_on_the_command_line() -> None:
@@ -96,6 +107,9 @@ def test_empty_environment_values_count_as_unset_but_empty_id_is_an_error() -> N
         pytest.param(["h", "--owner", "no-such-user-xyz"], "no such user", id="owner"),
         pytest.param(["h", "--owner", ":no-such-group-xyz"], "no such group", id="group"),
         pytest.param(["h", "--client-id-from", "bios"], "unknown client id source", id="src"),
+        pytest.param(["h", "--key-store", "pkcs11"], "--key-store", id="key-store"),
+        pytest.param(["h", "--tpm", ":port=1"], "--tpm", id="tcti-no-name"),
+        pytest.param(["h", "--tpm", "device:/dev/tpm0\n"], "--tpm", id="tcti-newline"),
         pytest.param(["h", "--unknown"], "unrecognized", id="unknown-option"),
         pytest.param(["h", "a", "b"], "unrecognized", id="extra-argument"),
         pytest.param(["http://h"], "only https", id="plain-http"),

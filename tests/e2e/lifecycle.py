@@ -129,9 +129,15 @@ class Lifecycle:
     """
 
     def __init__(
-        self, stack: CaramelStack, workdir: Path, client_id: str, verbose: bool = False
+        self,
+        stack: CaramelStack,
+        workdir: Path,
+        client_id: str,
+        verbose: bool = False,
+        tpm: str | None = None,
     ) -> None:
         self.stack = stack
+        self.tpm = tpm  # a TCTI: the walk in tpm2 mode, the key inside that TPM
         self.client_id = client_id
         self.verbose = verbose
         self.file = workdir / "client.pem"
@@ -191,6 +197,8 @@ class Lifecycle:
     def client_args(self, server: str) -> list[str]:
         """The documented command line: caramel-embedded [OPTIONS] SERVER CLIENT_ID."""
         args = ["--file", str(self.file), "--ca-cert", str(self.stack.ca_cert)]
+        if self.tpm is not None:
+            args += ["--key-store", "tpm2", "--tpm", self.tpm]
         if self.verbose:
             args.append("-v")
         return [*args, server, self.client_id]
@@ -304,20 +312,19 @@ class Lifecycle:
 
     def check_request_state(self, state: pki.CombinedFile, with_cert: bool) -> None:
         """The file's shape and its CSR: key, [certificate], request; mode 0600."""
-        labels = ["PRIVATE KEY", "CERTIFICATE", "CERTIFICATE REQUEST"]
+        key_label = "PRIVATE KEY" if self.tpm is None else pki.TPM_KEY
+        labels = [key_label, "CERTIFICATE", "CERTIFICATE REQUEST"]
         if not with_cert:
             labels.remove("CERTIFICATE")
         self.expect(state.exists, "no combined file")
         self.expect(state.labels == labels, f"file blocks {state.labels}, expected {labels}")
         self.expect(state.mode == 0o600, f"file mode {state.mode:04o}, expected 0600")
-        key, csr = state.private_key, state.csr
-        self.expect(key is not None and key.key_size == 2048, "the key is not RSA-2048")
-        assert key is not None
+        numbers, csr = state.public_numbers, state.csr
+        self.expect(numbers is not None and numbers.n.bit_length() == 2048, "not RSA-2048")
         assert csr is not None
         self.expect(csr.is_signature_valid, "the CSR's signature does not verify")
         self.expect(
-            csr.public_key().public_numbers() == key.public_key().public_numbers(),
-            "the CSR is not for the file's key",
+            csr.public_key().public_numbers() == numbers, "the CSR is not for the file's key"
         )
         wanted = pki.csr_subject(self.ca, self.client_id)
         self.expect(
@@ -345,14 +352,13 @@ class Lifecycle:
     def check_certificate(self, state: pki.CombinedFile) -> None:
         """Installed certificate: ours (CN, key), current, and chained to the CA."""
         self.check_request_state(state, with_cert=True)
-        cert, key = state.certificate, state.private_key
+        cert = state.certificate
         assert cert is not None
-        assert key is not None
         assert state.cert_pem is not None
         cn = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
         self.expect(cn == [self.client_id], f"certificate CN {cn}, expected {self.client_id}")
         self.expect(
-            cert.public_key().public_numbers() == key.public_key().public_numbers(),
+            cert.public_key().public_numbers() == state.public_numbers,
             "the certificate is not for the file's key",
         )
         now = dt.datetime.now(dt.UTC)
@@ -367,7 +373,14 @@ class Lifecycle:
         )
 
     def check_presented(self, record: AccessRecord) -> None:
-        """nginx verified the certificate the client presented, and the UA names us."""
+        """nginx verified the certificate the client presented, and the UA names us. In
+        tpm2 mode the client shows none (docs/tpm.md, "Mutual TLS")."""
+        if self.tpm is not None:
+            self.expect(
+                record.client_verify != "SUCCESS" and self.client_id in record.user_agent,
+                f"nginx: {record.client_verify!r}, expected no client certificate in tpm2 mode",
+            )
+            return
         self.expect(
             record.client_verify == "SUCCESS",
             f"nginx: client certificate {record.client_verify!r}, expected SUCCESS",
@@ -448,6 +461,10 @@ class Lifecycle:
         records = self.client_requests(lambda rs: bool(self.gets(rs, sha)))
         get = self.only(self.gets(records, sha), f"GET /{sha}")
         self.expect(get.status == 200, f"the GET got {get.status}, expected 200")
+        if self.tpm is not None:  # curl would need the TPM's provider to use the file
+            self.record_server(records)
+            self.check_listed(after)
+            return
         # The combined file works with curl as it is, and nginx verifies it.
         mark = self.stack.log_mark()
         self.tool(

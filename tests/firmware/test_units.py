@@ -223,3 +223,25 @@ def test_wait_unit_contract() -> None:
 def test_wait_unit_exposure_stays_low(tmp_path: Path) -> None:
     result = units.security(wait_root(tmp_path), "caramel-embedded-wait.service", EXPOSURE_CEILING)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+
+
+TPM2_DROP_IN = FIRMWARE / "drop-in" / "tpm2.conf"
+
+
+def test_the_units_order_after_the_tpm() -> None:
+    for unit in (SERVICE, FIRMWARE / "systemd" / "caramel-embedded-wait.service"):
+        assert "tpm2.target" in units.value(unit.read_text(), "Unit", "After").split(), unit
+
+
+def test_the_tpm2_drop_in_gives_the_service_the_tpm_and_verifies(tmp_path: Path) -> None:
+    """tpm2 mode's drop-in on the shipped service: the device it needs, nothing more, and
+    the whole still verifies and stays within the exposure ceiling."""
+    text = TPM2_DROP_IN.read_text()
+    assert units.value(text, "Service", "PrivateDevices") == "no"
+    assert units.values(text, "Service", "DeviceAllow") == ["/dev/tpmrm0 rw"]
+    assert units.value(SERVICE.read_text(), "Service", "DevicePolicy") == "closed"
+    root = unit_root(tmp_path)
+    units.make_root(root, {"etc/systemd/system/caramel-embedded.service.d/tpm2.conf": text})
+    units.assert_verifies(root, "caramel-embedded.service", "caramel-embedded.timer")
+    result = units.security(root, "caramel-embedded.service", EXPOSURE_CEILING)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr

@@ -36,6 +36,11 @@ CARAMEL_EMBEDDED_STORE ?= "1"
 # A CA certificate (PEM) to install as ${sysconfdir}/caramel/ca.pem and name in
 # /etc/default/caramel-embedded. Empty: the CA embedded in the binary is used.
 CARAMEL_EMBEDDED_CA_CERT ?= ""
+# "tpm2": the device key is made and kept inside the TPM 2.0 (CARAMEL_KEY_STORE=tpm2 in
+# /etc/default/caramel-embedded, the units given /dev/tpmrm0, tpm2-openssl and libtss2 in
+# the image; meta-security's meta-tpm has both); docs/tpm.md in the tree. "file": the key
+# in the combined file. The kernel needs the TPM's driver (MACHINE_FEATURES tpm2).
+CARAMEL_EMBEDDED_KEY_STORE ?= "file"
 
 # The tree's name for the machine's architecture: x86_64, aarch64, or armhf (32-bit ARM,
 # ARMv7 or later, hard-float: Debian's armhf). Anything else has no binary.
@@ -90,6 +95,7 @@ do_install() {
         STORE=${CARAMEL_EMBEDDED_STORE} \
         INIT="${CARAMEL_EMBEDDED_INIT}" \
         CA_CERT="${CARAMEL_EMBEDDED_CA_CERT}" \
+        KEY_STORE=${CARAMEL_EMBEDDED_KEY_STORE} \
         PREFIX=${prefix} \
         BINDIR=${bindir} \
         LIBDIR=${libdir} \
@@ -117,12 +123,17 @@ FILES:${PN} += "\
     ${systemd_system_unitdir}/caramel-embedded.service \
     ${systemd_system_unitdir}/caramel-embedded-wait.service \
     ${systemd_system_unitdir}/caramel-embedded-reload.service \
+    ${systemd_system_unitdir}/caramel-embedded.service.d \
+    ${systemd_system_unitdir}/caramel-embedded-wait.service.d \
     ${libdir}/caramel-embedded \
     ${datadir}/caramel-embedded \
 "
 CONFFILES:${PN} = "${sysconfdir}/default/caramel-embedded"
 # The init script, caramel-ensure.sh and the crontab's action use od, tr, grep, sleep.
 RDEPENDS:${PN} += "${VIRTUAL-RUNTIME_base-utils}"
+# tpm2 mode: the OpenSSL provider the client reaches the TPM through, and the TCTI for the
+# kernel's resource manager (the provider pulls in the rest of libtss2).
+RDEPENDS:${PN} += "${@'tpm2-openssl libtss2-tcti-device' if d.getVar('CARAMEL_EMBEDDED_KEY_STORE') == 'tpm2' else ''}"
 
 # The installed bytes are the ones built and tested (reproducible, recorded in
 # dist/ARCH/*.buildinfo): no stripping and no debug split. PyInstaller strips everything
