@@ -214,20 +214,25 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> Setti
         syslog="syslog" in flags,
         show_version="version" in flags,
         identity_root=Path(environ.get("CARAMEL_IDENTITY_ROOT") or "/"),
-        wait="wait" in flags or _flag(environ.get("CARAMEL_WAIT"), "CARAMEL_WAIT"),
+        wait=_flag_or_variable(flags, "wait", environ, "CARAMEL_WAIT"),
         wait_limit=_seconds(setting("wait_limit", "CARAMEL_WAIT_LIMIT"), "--wait-limit"),
         wait_interval=_wait_interval(setting("wait_interval", "CARAMEL_WAIT_INTERVAL")),
         status_line="status" in flags,
         print_ca="print_ca" in flags,
         print_sbom="sbom" in flags,
         runtime_dir=_runtime_dir(setting("runtime_dir", "CARAMEL_RUNTIME_DIR"), environ),
-        check_now="check_now" in flags
-        or _flag(environ.get("CARAMEL_CHECK_NOW"), "CARAMEL_CHECK_NOW"),
+        check_now=_flag_or_variable(flags, "check_now", environ, "CARAMEL_CHECK_NOW"),
         hint_limit=_hint_limit(given("hint_limit")),
         proxy=_proxy(given("proxy"), environ, server),
         key_store=_key_store(setting("key_store", "CARAMEL_KEY_STORE")),
         tpm=_tcti(setting("tpm", "CARAMEL_TPM")),
     )
+
+
+def _flag_or_variable(
+    flags: set[str], flag: str, environ: Mapping[str, str], variable: str
+) -> bool:
+    return flag in flags or _flag(environ.get(variable), variable)
 
 
 def _wait_interval(text: str | None) -> float:
