@@ -20,14 +20,20 @@
 ARM_ARCHES  := aarch64 armhf
 ARM_SCRIPTS := build/arm-lib.sh build/rootfs.sh build/glibc-root.sh build/freeze-in-root.sh
 
-# The ARM pass runs the tests marked `arm` (pytest.mark.arm: exit statuses, every server
-# answer, the combined file and a failed run that changes nothing, the lock, the signals,
-# the real-server lifecycle) and those marked `arm_only`, all of tests/arm (its conftest
+# The ARM pass runs the tests marked `arm` (pytest.mark.arm: the combined file and a failed
+# run that changes nothing, the lock, the signals, the real-server lifecycle), on armhf
+# those marked `arm32` too (exit statuses, every server answer, local input, options), and
+# those marked `arm_only`, all of tests/arm (its conftest
 # marks them: the binary and the bundle in the glibc-only root under chroot, the glibc
 # floor, reproducible bytes). `not slow` leaves out the 32-process lock race, which
 # measures the machine more than the binary under emulation; `not native_only` what
 # qemu-user itself cannot pass on (a real-time signal).
-ARM_SUITE := -m "(arm or arm_only) and not slow and not native_only"
+# `arm32` adds, on the 32-bit target only, the process-level tests of every server answer,
+# the local input and the options: the same bytecode answers them on every architecture,
+# and armhf is the one whose data model (32-bit time_t, sizes, alignment) differs from the
+# host's; aarch64 is LP64 as x86_64 is, and its pass keeps the lifecycle against the real
+# server, the signals, the lock and the failed runs. That halves aarch64's emulated work.
+ARM_SUITE = -m "(arm or arm_only$(if $(filter armhf,$*), or arm32)) and not slow and not native_only"
 ARM_PYTEST_FLAGS = -q -p no:cacheprovider \
 	--basetemp=$(or $(TMPDIR),/tmp)/caramel-embedded-test-arm-$*
 

@@ -20,7 +20,7 @@ from tests.conftest import Client
 from tests.fake_signer import FakeCaramel
 from tests.test_protocol import assert_error, blocks, enrolled, installed, snapshot
 
-pytestmark = pytest.mark.arm
+pytestmark = pytest.mark.arm32
 
 
 def corrupt_copies(directory: Path) -> list[Path]:

@@ -12,7 +12,7 @@ from caramel_embedded.errors import UsageError
 from caramel_embedded.server_address import ServerAddress
 from testbed.command import run_client
 
-pytestmark = pytest.mark.arm
+pytestmark = pytest.mark.arm32
 
 
 def parse(*argv: str, **environ: str) -> options.Settings:

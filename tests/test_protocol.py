@@ -20,7 +20,7 @@ from testbed.command import clean_environment, client_command
 from tests.conftest import CLIENT_ID, Client
 from tests.fake_signer import FakeCaramel, problem
 
-pytestmark = pytest.mark.arm
+pytestmark = pytest.mark.arm32
 
 LAST_MODIFIED = "Tue, 24 Nov 2026 10:00:00 GMT"
 
