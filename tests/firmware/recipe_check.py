@@ -116,7 +116,8 @@ BUILDROOT_STANDARD = frozenset(
     {"TARGET_DIR", "TARGET_MAKE_ENV", "MAKE", "@D", "qstrip", "generic-package"}
 )
 # Buildroot's Kconfig symbols that the Config.in and .mk use (arch/Config.in*,
-# toolchain/Config.in), and the BR2_EXTERNAL path variable named by external.desc.
+# toolchain/Config.in, package/tpm2-openssl/Config.in and what it depends on), and the
+# BR2_EXTERNAL path variable named by external.desc.
 BUILDROOT_SYMBOLS = frozenset(
     {
         "BR2_x86_64",
@@ -126,6 +127,9 @@ BUILDROOT_SYMBOLS = frozenset(
         "BR2_ARM_CPU_ARMV7A",
         "BR2_ARM_CPU_ARMV8A",
         "BR2_TOOLCHAIN_USES_GLIBC",
+        "BR2_TOOLCHAIN_HAS_THREADS",
+        "BR2_STATIC_LIBS",
+        "BR2_PACKAGE_TPM2_OPENSSL",
     }
 )
 # The package variables Buildroot's generic-package reads (a typo there is silently

@@ -54,6 +54,7 @@ FILES = {
     "usr/share/caramel-embedded/caramel-ensure.sh": "-rw-r--r--",
     "usr/share/caramel-embedded/caramel-reload.sh": "-rw-r--r--",
     "usr/share/caramel-embedded/needs-certificate.conf": "-rw-r--r--",
+    "usr/share/caramel-embedded/tpm2.conf": "-rw-r--r--",
     "usr/share/caramel-embedded/wait-for-certificate.conf": "-rw-r--r--",
     "usr/share/man/man1/caramel-embedded.1.gz": "-rw-r--r--",
     f"{DOC}/copyright": "-rw-r--r--",

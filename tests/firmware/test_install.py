@@ -42,6 +42,7 @@ ONEFILE_TREE = {
     "usr/share/caramel-embedded/crontab": 0o644,
     "usr/share/caramel-embedded/wait-for-certificate.conf": 0o644,
     "usr/share/caramel-embedded/needs-certificate.conf": 0o644,
+    "usr/share/caramel-embedded/tpm2.conf": 0o644,
     "usr/share/man": 0o755,
     "usr/share/man/man1": 0o755,
     "usr/share/man/man1/caramel-embedded.1": 0o644,

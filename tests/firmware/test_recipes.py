@@ -205,6 +205,7 @@ def test_yocto_do_install(frozen_binary: Path, tmp_path: Path, store: str | None
         "usr/share/caramel-embedded/crontab",
         "usr/share/caramel-embedded/wait-for-certificate.conf",
         "usr/share/caramel-embedded/needs-certificate.conf",
+        "usr/share/caramel-embedded/tpm2.conf",
         "usr/share/man/man1/caramel-embedded.1",  # in ${PN}-doc, as Yocto packages ${mandir}
     }
     assert_installed_binary_is(image / "usr/bin/caramel-embedded", frozen_binary)
@@ -301,6 +302,7 @@ def test_buildroot_install(frozen_binary: Path, tmp_path: Path, init: str, store
         "usr/share/caramel-embedded/caramel-ensure.sh",
         "usr/share/caramel-embedded/wait-for-certificate.conf",
         "usr/share/caramel-embedded/needs-certificate.conf",
+        "usr/share/caramel-embedded/tpm2.conf",
         "usr/share/man/man1/caramel-embedded.1",
     }
     if init == "systemd":
