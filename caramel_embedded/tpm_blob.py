@@ -69,6 +69,8 @@ def _public_area(sized: bytes) -> RSAPublic:
     area.end()
     if len(modulus) * 8 != bits or not modulus[0] & 0x80:
         raise BlobError(f"TPM key: a modulus of {len(modulus)} bytes for {bits} bits")
+    if exponent < 3 or not exponent % 2:  # cryptography would refuse the numbers
+        raise BlobError(f"TPM key: exponent {exponent} is not an RSA key's")
     return RSAPublic(int.from_bytes(modulus, "big"), exponent, bits)
 
 

@@ -26,16 +26,18 @@ _SEPARATOR = b"\n--\n"  # between the parts of one client_id or proxy input
 
 
 def generate(directory: Path) -> Path:
-    """The seeds, under ``directory/TARGET/``; made once (a marker says they are complete)."""
-    done = directory / ".complete"
-    if done.exists():
+    """The seeds, under ``directory/TARGET/``; made once per target (a marker in its folder
+    says they are complete), so that a target added later gets its own in an old cache."""
+    from fuzz.targets import NAMES
+
+    if all((directory / target / ".complete").exists() for target in NAMES):
         return directory
     for target, inputs in _all().items():
         folder = directory / target
         folder.mkdir(parents=True, exist_ok=True)
         for data in inputs:
             (folder / hashlib.sha1(data).hexdigest()).write_bytes(data)  # noqa: S324 - a name
-    done.touch()
+        (folder / ".complete").touch()
     return directory
 
 
@@ -77,6 +79,7 @@ def _all() -> dict[str, list[bytes]]:
             ),
             _stamp(),
         ],
+        "tpm_blob": _tpm_blobs(),
         "server_address": _texts(
             "ca.example",
             "ca.example:8443",
@@ -159,6 +162,13 @@ def _stamp() -> bytes:
         "ab" * 32, 1234, 1_765_000_000_123_456_789, "https://ca:443", "dev-1", "cd" * 32
     )
     return hint.render(hint.Stamp(facts, 1_765_000_000, 1_765_003_600))
+
+
+def _tpm_blobs() -> list[bytes]:
+    """Blocks laid out as tpm2-openssl writes them (a TPM is not needed to read one)."""
+    from testbed.tss2 import blob, public_area
+
+    return [blob(), blob(public_area(exponent=65537, scheme=b"\x00\x14\x00\x0b"))]
 
 
 def _texts(*texts: str) -> list[bytes]:

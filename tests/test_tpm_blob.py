@@ -14,38 +14,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from caramel_embedded import pem, state, tpm_blob, tpm_errors
+from testbed.tss2 import MODULUS, blob, public_area
 
 pytestmark = pytest.mark.in_process
-
-MODULUS = (0xC5 << 2040) | 0x1234567  # 2048 bits, top bit set
-
-
-def der(tag: int, content: bytes) -> bytes:
-    length = len(content)
-    if length < 0x80:
-        return bytes([tag, length]) + content
-    size = (length.bit_length() + 7) // 8
-    return bytes([tag, 0x80 | size]) + length.to_bytes(size, "big") + content
-
-
-def public_area(*, kind: int = 0x0001, bits: int = 2048, exponent: int = 0,
-                modulus: bytes | None = None, symmetric: bytes = b"\x00\x10",
-                scheme: bytes = b"\x00\x10") -> bytes:  # fmt: skip
-    body = (
-        kind.to_bytes(2, "big") + b"\x00\x0b" + b"\x00\x06\x00\x72" + b"\x00\x00"
-        + symmetric + scheme + bits.to_bytes(2, "big") + exponent.to_bytes(4, "big")
-    )  # fmt: skip
-    unique = MODULUS.to_bytes(256, "big") if modulus is None else modulus
-    body += len(unique).to_bytes(2, "big") + unique
-    return len(body).to_bytes(2, "big") + body
-
-
-def blob(public: bytes | None = None, oid: bytes = tpm_blob.OID_LOADABLE_KEY) -> bytes:
-    fields = (
-        der(0x06, oid) + der(0xA0, der(0x01, b"\xff")) + der(0x02, b"\x40\x00\x00\x01")
-        + der(0x04, public_area() if public is None else public) + der(0x04, b"\x00\x02ab")
-    )  # fmt: skip
-    return der(0x30, fields)
 
 
 def test_the_public_numbers_are_read() -> None:
@@ -72,6 +43,8 @@ def test_an_exponent_given_and_a_signing_scheme_are_read() -> None:
         pytest.param(blob(public_area()[:-1]), "truncated", id="truncated"),
         pytest.param(blob(public_area() + b"\x00"), "after the public part", id="trailing"),
         pytest.param(blob(public_area(modulus=b"\x01" * 256)), "modulus", id="short-modulus"),
+        pytest.param(blob(public_area(exponent=65540)), "exponent 65540", id="even-exponent"),
+        pytest.param(blob(public_area(exponent=1)), "exponent 1", id="exponent-1"),
     ],
 )
 def test_anything_else_is_refused(wrong: bytes, message: str) -> None:

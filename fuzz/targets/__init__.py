@@ -21,6 +21,7 @@ NAMES = (
     "proxy",
     "transport",
     "hint",
+    "tpm_blob",
 )
 
 
