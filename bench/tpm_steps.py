@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import statistics
 import subprocess
 import sys
@@ -93,6 +94,7 @@ def command_times(tcti: str, runs: int, directory: Path) -> dict[str, list[float
     ca = authority.write(directory / "ca.pem")
     (directory / "tls").mkdir()
     times: dict[str, list[float]] = {}
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log in the figures
     with fake_signer.serving(authority, directory / "tls") as signer:
         for round_number in range(runs):
             stores = ("file", "tpm2") if round_number % 2 else ("tpm2", "file")
