@@ -182,9 +182,16 @@ class PostgresCluster:
         return done.stdout.strip() if done.returncode == 0 else None
 
     def table_size(self, table: str) -> tuple[int, int]:
-        """Rows and bytes (heap, indexes and TOAST) of one of Caramel's tables."""
+        """Rows and bytes of one of Caramel's tables: its rows' pages and its indexes'.
+
+        Only the main forks: the free-space and visibility maps that autovacuum adds (tens
+        of kB at once, whatever the table's size) would read as growth per row.
+        """
         answer = self.query(
-            f"SELECT count(*), pg_total_relation_size('{table}') FROM {table}", DATABASE
+            f"SELECT count(*), pg_relation_size('{table}') + coalesce((SELECT "
+            "sum(pg_relation_size(indexrelid)) FROM pg_index WHERE indrelid = "
+            f"'{table}'::regclass), 0) FROM {table}",
+            DATABASE,
         )
         if not answer:
             raise HarnessError(f"PostgreSQL: no size for table {table}")
