@@ -688,6 +688,8 @@ class Measured:
     conditional: list[Round]
     refresh_seconds: list[tuple[float, float]]
     sign_seconds: float
+    # Requests signed: every later re-signing signs them all, whatever the fleet is cut to.
+    signed: int
     hints: HintDay
     capacities: list[Capacity]
     access_log: tuple[tuple[int, int | None], tuple[int, int | None]]
@@ -785,8 +787,8 @@ def report(
     )
     for cut in fleet.cuts:
         say(f"- {cut} (the per-device and per-check figures do not depend on the count)")
-    say(f"- caramel_autosign signed {devices} requests in {measured.sign_seconds:.1f} s")
-    say(f"- caramel_tool --refresh re-signed {devices} certificates in {resign}")
+    say(f"- caramel_autosign signed {measured.signed} requests in {measured.sign_seconds:.1f} s")
+    say(f"- caramel_tool --refresh re-signed {measured.signed} certificates in {resign}")
     without_hints = {
         "requests": day(cond_new, cond_same, "requests", n_checks),
         "down": day(cond_new, cond_same, "wire_down", n_checks),
@@ -1071,7 +1073,8 @@ def run_fleet(
         else:
             fleet.run_round("enrol: key, request, POST")
         sign_seconds = autosign_all(stack, len(fleet.ids), deadline)
-        say(f"  caramel_autosign: {len(fleet.ids)} signed in {sign_seconds:.1f} s")
+        signed = len(fleet.ids)
+        say(f"  caramel_autosign: {signed} signed in {sign_seconds:.1f} s")
         fleet.run_round("install the first certificate")
         log_before = access_log_size(stack, cluster)
         refresh_seconds: list[tuple[float, float]] = []
@@ -1115,6 +1118,7 @@ def run_fleet(
         conditional=by_mode[True],
         refresh_seconds=refresh_seconds,
         sign_seconds=sign_seconds,
+        signed=signed,
         hints=hints,
         capacities=capacities,
         access_log=(log_before, log_after),
