@@ -14,6 +14,7 @@
 #   make set-version VERSION=X.Y.Z   the version, wherever it is written
 #   make release [ARCHES=...]   every architecture's builds into dist/release/ (build/release.mk)
 #   make fleet  1,000 devices against one real Caramel behind nginx: bytes, CPU, capacity
+#               (DB=postgresql: on a throwaway PostgreSQL cluster, 1 and 2 Caramel processes)
 
 PYTHON ?= python3
 VENV   ?= .venv

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ _LOG_FORMAT_FIELDS = {
     "if_modified_since": "$http_if_modified_since",
     "last_modified": "$sent_http_last_modified",
     "cache_status": "$upstream_cache_status",
+    "cache_control": "$sent_http_cache_control",
     "upstream_status": "$upstream_status",
 }
 
@@ -53,7 +55,19 @@ class Ports:
     lm_origin: int
 
 
-def caramel_ini(directory: Path, ports: Ports, conditional: bool = False) -> str:
+def sqlite_url(directory: Path) -> str:
+    """The stack's default database: one SQLite file in its directory."""
+    return f"sqlite:///{directory}/caramel.sqlite?check_same_thread=false&timeout=30"
+
+
+def caramel_ini(
+    directory: Path,
+    ports: Ports,
+    conditional: bool = False,
+    *,
+    filter_settings: Mapping[str, str] | None = None,
+    database_url: str | None = None,
+) -> str:
     """The Caramel/pserve configuration.
 
     ``conditional``: Caramel's app runs behind the operators' conditional filter
@@ -68,18 +82,23 @@ def caramel_ini(directory: Path, ports: Ports, conditional: bool = False) -> str
     instead of the default 5 (on a loaded machine, re-signing 1,000 certificates hit the 5 s
     with "database is locked"). waitress trusts X-Forwarded-Proto from nginx on loopback,
     so the URLs Caramel puts in its JSON answers say https and the front's address.
+
+    ``filter_settings``: lines of the filter's section (its hint: ``max_age``,
+    ``resign_at``...), with ``conditional`` only. ``database_url``: another
+    ``sqlalchemy.url`` (PostgreSQL for ``make fleet DB=postgresql``) than the SQLite file.
     """
+    settings = "".join(f"{k} = {v}\n" for k, v in (filter_settings or {}).items())
     conditional_filter = (
         "filter-with = conditional\n\n"
         "[filter:conditional]\n"
-        "paste.filter_factory = caramel_conditional:filter_factory\n"
+        "paste.filter_factory = caramel_conditional:filter_factory\n" + settings
         if conditional
         else ""
     )
     return f"""\
 [app:main]
 use = egg:caramel
-sqlalchemy.url = sqlite:///{directory}/caramel.sqlite?check_same_thread=false&timeout=30
+sqlalchemy.url = {database_url or sqlite_url(directory)}
 ca.cert = {directory}/ca/caramel.ca.cert
 ca.key = {directory}/ca/caramel.ca.key
 lifetime.short = 48
@@ -122,8 +141,17 @@ format = %(asctime)s %(levelname)-5.5s [%(name)s] %(message)s
 """
 
 
-def nginx_conf(directory: Path, ports: Ports, ca_cert: Path, lm_cache_seconds: int) -> str:
+def nginx_conf(
+    directory: Path,
+    ports: Ports,
+    ca_cert: Path,
+    lm_cache_seconds: int,
+    more_caramels: Sequence[int] = (),
+) -> str:
     """Both fronts and the Last-Modified origin in one nginx (one master, one log).
+
+    ``more_caramels``: the ports of further Caramel processes, in the one ``upstream``
+    beside the first (nginx spreads the requests over them, round robin).
 
     ``ssl_verify_client optional``: a client without a certificate is served, a verified
     one is logged as SUCCESS, and one whose certificate fails verification (expired, say)
@@ -152,6 +180,9 @@ def nginx_conf(directory: Path, ports: Ports, ca_cert: Path, lm_cache_seconds: i
         ssl_verify_depth 2;
         ssl_session_cache off;
         ssl_session_tickets off;"""
+    upstream = "\n        ".join(
+        f"server 127.0.0.1:{port};" for port in (ports.waitress, *more_caramels)
+    )
     return f"""\
 {user}
 daemon off;
@@ -185,7 +216,7 @@ http {{
                      inactive=10m use_temp_path=off;
 
     upstream caramel {{
-        server 127.0.0.1:{ports.waitress};
+        {upstream}
     }}
 
     server {{

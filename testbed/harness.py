@@ -17,7 +17,10 @@ directory that is removed at the end):
 
 With ``conditional=True`` (or after ``set_conditional(True)``) Caramel's app runs behind
 the operators' conditional filter (``for-caramel-operators/``), wired with PasteDeploy's
-``filter-with`` in the same INI the admin tools read, as an operator deploys it.
+``filter-with`` in the same INI the admin tools read, as an operator deploys it
+(``filter_settings``: its section's settings, the max-age hint).
+``database_url`` puts Caramel on another database than its SQLite file (the fleet's
+PostgreSQL), and ``set_processes(n)`` runs n Caramel processes behind nginx's one upstream.
 
 Caramel gets its own virtualenv, cached in ``<repo>/.cache/caramel-server-venv``: its
 pins (pyOpenSSL 24.2.1, cryptography < 44) conflict with the client's, and a fresh one
@@ -37,7 +40,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -104,8 +107,12 @@ class CaramelStack:
         conditional: bool = False,
         ca_subject: tuple[tuple[str, str], ...] = CA_SUBJECT_ANSWERS,
         detached: bool = False,
+        filter_settings: Mapping[str, str] | None = None,
+        database_url: str | None = None,
     ) -> None:
         self._given_workdir = workdir
+        self.filter_settings = dict(filter_settings or {})
+        self.database_url = database_url
         # Detached: the servers outlive this process (make demo-server); see start_service.
         self.detached = detached
         self.conditional = conditional
@@ -119,6 +126,8 @@ class CaramelStack:
         self.venv = SERVER_VENV
         self.ports = Ports(0, 0, 0, 0)
         self.caramel: Service | None = None
+        # Further Caramel processes (set_processes), each on its own port.
+        self.more_caramels: list[tuple[int, Service]] = []
         self.nginx: Service | None = None
         self.admin_history: list[AdminRun] = []
         self._signals: contextlib.ExitStack | None = None
@@ -214,7 +223,7 @@ class CaramelStack:
             self._made_workdir = self.directory
         (self.directory / OWNER_FILE).write_text(f"{os.getpid()}\n")
         self.ports = Ports(free_port(), free_port(), free_port(), free_port())
-        self.ini.write_text(caramel_ini(self.directory, self.ports, self.conditional))
+        self._write_ini()
         self._run_setup(["caramel_initialize_db", str(self.ini)], "caramel_initialize_db")
         self._make_ca()
         make_tls_server_certificate(self.ca_cert, self.ca_key, self.directory / "tls")
@@ -226,7 +235,7 @@ class CaramelStack:
                 if attempt == PORT_ATTEMPTS - 1:
                     raise
                 self.ports = dataclasses.replace(self.ports, waitress=free_port())
-                self.ini.write_text(caramel_ini(self.directory, self.ports, self.conditional))
+                self._write_ini()
         for attempt in range(PORT_ATTEMPTS):
             try:
                 self.start_nginx()
@@ -235,6 +244,19 @@ class CaramelStack:
                 if attempt == PORT_ATTEMPTS - 1:
                     raise
                 self.ports = Ports(self.ports.waitress, free_port(), free_port(), free_port())
+
+    def _ini_text(self, ports: Ports) -> str:
+        return caramel_ini(
+            self.directory,
+            ports,
+            self.conditional,
+            filter_settings=self.filter_settings,
+            database_url=self.database_url,
+        )
+
+    def _write_ini(self) -> None:
+        """The INI of the first process, which the admin tools read too."""
+        self.ini.write_text(self._ini_text(self.ports))
 
     def _run_setup(
         self, argv: list[str], what: str, stdin: str | None = None
@@ -290,7 +312,13 @@ class CaramelStack:
             (self.directory / "nginx-tmp" / sub).mkdir(parents=True, exist_ok=True)
         conf = self.directory / "nginx.conf"
         conf.write_text(
-            nginx_conf(self.directory, self.ports, self.ca_cert, self.lm_cache_seconds)
+            nginx_conf(
+                self.directory,
+                self.ports,
+                self.ca_cert,
+                self.lm_cache_seconds,
+                [port for port, _ in self.more_caramels],
+            )
         )
         with INTERRUPTS.critical():
             self.nginx = start_service(
@@ -316,20 +344,70 @@ class CaramelStack:
                 f"TLS on {port}",
             )
 
-    def set_conditional(self, conditional: bool) -> None:
-        """Put the conditional filter in front of Caramel's app, or take it away: the INI
-        is rewritten and pserve restarted (nginx and the database stay)."""
-        if conditional == self.conditional and self.caramel is not None and self.caramel.alive():
+    def set_conditional(
+        self, conditional: bool, filter_settings: Mapping[str, str] | None = None
+    ) -> None:
+        """Put the conditional filter in front of Caramel's app (with ``filter_settings``
+        in its section), or take it away: the INI is rewritten and every pserve restarted
+        (nginx and the database stay)."""
+        settings = dict(filter_settings or {})
+        if (
+            (conditional, settings) == (self.conditional, self.filter_settings)
+            and self.caramel is not None
+            and self.caramel.alive()
+        ):
             return
+        more = [port for port, _ in self.more_caramels]
         self.stop_caramel()
         self.conditional = conditional
-        self.ini.write_text(caramel_ini(self.directory, self.ports, self.conditional))
+        self.filter_settings = settings
+        self._write_ini()
         self.start_caramel()
+        for port in more:
+            self._start_more(port)
+
+    @property
+    def caramel_services(self) -> list[Service]:
+        """Every Caramel process nginx sends requests to (the fleet reads their CPU)."""
+        first = [] if self.caramel is None else [self.caramel]
+        return first + [service for _, service in self.more_caramels]
+
+    def set_processes(self, count: int) -> None:
+        """Run ``count`` Caramel processes (the first one and count - 1 more, each on its
+        own port, on the same database) behind the one upstream; nginx is restarted."""
+        while len(self.more_caramels) > count - 1:
+            _, service = self.more_caramels.pop()
+            service.stop()
+        while len(self.more_caramels) < count - 1:
+            self._start_more(free_port())
+        self.stop_nginx()
+        self.start_nginx()
+
+    def _start_more(self, port: int) -> None:
+        """One more pserve: the same settings, its own port and INI."""
+        number = len(self.more_caramels) + 2
+        ini = self.directory / f"caramel-{number}.ini"
+        ini.write_text(self._ini_text(dataclasses.replace(self.ports, waitress=port)))
+        with INTERRUPTS.critical():
+            service = start_service(
+                f"caramel {number} (pserve)",
+                [str(self.tool("pserve")), str(ini)],
+                self.directory / f"pserve-{number}.log",
+                self.directory,
+                self.server_env(),
+                self.detached,
+            )
+            self.more_caramels.append((port, service))
+        ca_pem = self.ca_cert.read_bytes()
+        wait_until_ready(service, lambda: serves_ca_over_http(port, ca_pem), f"serving on {port}")
 
     def stop_caramel(self) -> None:
-        """Stop waitress: nginx stays up and answers 502."""
+        """Stop every waitress: nginx stays up and answers 502."""
         if self.caramel is not None:
             self.caramel.stop()
+        while self.more_caramels:
+            _, service = self.more_caramels.pop()
+            service.stop()
 
     def stop_nginx(self) -> None:
         """Stop nginx: connections to the fronts are refused."""

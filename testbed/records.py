@@ -76,6 +76,8 @@ class AccessRecord:
     upstream_status: str
     # Request line, headers and body as received (what the client sent, TLS aside).
     request_length: int = 0
+    # The Cache-Control the answer carried (the conditional filter's max-age hint).
+    cache_control: str = ""
 
     @property
     def path(self) -> str:
@@ -125,6 +127,7 @@ def parse_access_log(text: str) -> list[AccessRecord]:
                 cache_status=raw["cache_status"],
                 upstream_status=raw["upstream_status"],
                 request_length=_as_int(raw.get("request_length", "")),
+                cache_control=raw.get("cache_control", ""),
             )
         )
     return records

@@ -21,6 +21,9 @@ SERVER_VENV = REPO_ROOT / ".cache" / "caramel-server-venv"
 # server. caramel 1.9.6 itself only asks for pyOpenSSL>=22 and cryptography>=38, but it
 # uses OpenSSL.crypto.X509Extension, which pyOpenSSL removed after 24.2.1, and that
 # pyOpenSSL needs cryptography < 44. pyramid imports pkg_resources, hence setuptools.
+# psycopg2-binary: the PostgreSQL driver of `make fleet DB=postgresql`. SQLAlchemy 1.4 (what
+# Caramel works with) has no dialect for psycopg 3, and the binary wheel carries its own
+# libpq, so neither a compiler nor libpq-dev is needed; SQLite runs never import it.
 SERVER_REQUIREMENTS: tuple[str, ...] = (
     "caramel==1.9.6",
     "pyOpenSSL==24.2.1",
@@ -47,6 +50,7 @@ SERVER_REQUIREMENTS: tuple[str, ...] = (
     "tzdata==2026.6",
     "packaging==26.4",
     "setuptools==65.5.0",
+    "psycopg2-binary==2.9.13",
 )
 
 

@@ -294,3 +294,90 @@ def test_certificate_installed_before_the_filter_gets_304_after(
     lm = not_before_http(state)
     assert [(g.status, g.if_modified_since, g.body_bytes_sent) for g in gets] == [(304, lm, 0)]
     assert device.state().same_bytes_and_mtime(state)
+
+
+def test_certificate_answers_carry_the_hint_and_nothing_else_does(
+    stack: CaramelStack, plain_caramel: int, tmp_path: Path
+) -> None:
+    """With a re-signing schedule in the filter's section, a certificate's 200 and 304 say
+    ``Cache-Control: max-age`` = the seconds until the round ends; the device installs and
+    keeps its certificate as before; 202, 403 and 404 stay exactly Caramel's."""
+    device = Device(stack, tmp_path, "cond-hint-01")
+    device.signed()
+    state = device.state()
+    sha = state.csr_sha256 or ""
+    lm = not_before_http(state)
+    round_end = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(hours=2)
+    settings = {
+        "resign_at": (round_end - dt.timedelta(minutes=10)).isoformat(),
+        "resign_every": "24h",
+        "resign_takes": "10min",
+    }
+    stack.set_conditional(True, settings)
+    try:
+        for headers, expected in (((), 200), ((f"If-Modified-Since: {lm}",), 304)):
+            status, fields, _ = curl(stack, sha, *headers)
+            left = (round_end - dt.datetime.now(dt.UTC)).total_seconds()
+            assert status == expected
+            max_age = int(fields["cache-control"].removeprefix("max-age="))
+            assert left <= max_age <= left + 5, (fields, left)
+
+        status, stderr, gets = device.run()
+        assert (status, stderr) == (0, "")
+        assert [(g.status, g.cache_control[:8]) for g in gets] == [(304, "max-age=")]
+        assert device.state().same_bytes_and_mtime(state)
+
+        assert stack.caramel is not None
+        for sha_of, expected in (("0" * 64, 404),):
+            for since in (None, FAR_FUTURE):
+                filtered = raw_get(stack.ports.waitress, sha_of, since)
+                assert filtered[0] == expected
+                assert filtered == raw_get(plain_caramel, sha_of, since)
+                assert "cache-control" not in dict(filtered[1])
+
+        pending = Device(stack, tmp_path, "cond-hint-pending")
+        assert pending.run()[0] == 69
+        status, _, gets = pending.run()
+        assert (status, [(g.status, g.cache_control) for g in gets]) == (69, [(202, "")])
+
+        stack.reject(device_id(stack, sha))
+        status, _, gets = device.run(watch=sha)
+        assert (status, [(g.status, g.cache_control) for g in gets]) == (69, [(403, "")])
+    finally:
+        stack.set_conditional(True)
+
+
+def device_id(stack: CaramelStack, sha: str) -> int:
+    listed = stack.request(sha)
+    assert listed is not None
+    return listed.id
+
+
+def test_a_hint_setting_that_cannot_work_stops_the_server(stack: CaramelStack) -> None:
+    """resign_every without resign_at: pserve refuses to start, its log says why in one line."""
+    port = free_port()
+    ini = stack.directory / "wrong-hint.ini"
+    ini.write_text(
+        caramel_ini(
+            stack.directory,
+            Ports(port, 0, 0, 0),
+            conditional=True,
+            filter_settings={"resign_every": "24h"},
+        )
+    )
+    service = start_service(
+        "caramel with a wrong hint",
+        [str(stack.tool("pserve")), str(ini)],
+        stack.directory / "wrong-hint.log",
+        stack.directory,
+        stack.server_env(),
+    )
+    try:
+        assert service.process.wait(timeout=60) != 0
+    finally:
+        service.stop()
+    lines = service.log_tail(5).splitlines()
+    assert lines[-1] == (
+        "ValueError: caramel_conditional: resign_every and resign_takes need resign_at "
+        "(the start of one planned re-signing)"
+    ), lines
