@@ -64,23 +64,34 @@ def stub_app(
     return app
 
 
-def call(
-    app: Callable[[dict[str, Any], Any], Iterable[bytes]],
+def serve(
+    filtered: Callable[[dict[str, Any], Any], Iterable[bytes]],
     method: str = "GET",
     path: str = f"/{SHA}",
     since: str | None = None,
-) -> tuple[str, dict[str, str], bytes]:
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    """One request through a filtered app: its status, header lines and body."""
     environ: dict[str, Any] = {"REQUEST_METHOD": method, "PATH_INFO": path}
     if since is not None:
         environ["HTTP_IF_MODIFIED_SINCE"] = since
     seen: dict[str, Any] = {}
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        seen["status"], seen["headers"] = status, dict(headers)
+        seen["status"], seen["headers"] = status, headers
         return lambda data: None
 
-    body = b"".join(conditional.ConditionalCertificates(app)(environ, start_response))
+    body = b"".join(filtered(environ, start_response))
     return seen["status"], seen["headers"], body
+
+
+def call(
+    app: Callable[[dict[str, Any], Any], Iterable[bytes]],
+    method: str = "GET",
+    path: str = f"/{SHA}",
+    since: str | None = None,
+) -> tuple[str, dict[str, str], bytes]:
+    status, headers, body = serve(conditional.ConditionalCertificates(app), method, path, since)
+    return status, dict(headers), body
 
 
 def test_certificate_gets_its_not_before_as_last_modified(cert_pem: bytes) -> None:
@@ -276,19 +287,10 @@ def call_with(
     path: str = f"/{SHA}",
     since: str | None = None,
 ) -> tuple[str, dict[str, str], bytes]:
-    environ: dict[str, Any] = {"REQUEST_METHOD": method, "PATH_INFO": path}
-    if since is not None:
-        environ["HTTP_IF_MODIFIED_SINCE"] = since
-    seen: dict[str, Any] = {}
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        seen["status"], seen["headers"] = status, headers
-        return lambda data: None
-
-    body = b"".join(hinted(settings, now)(app)(environ, start_response))
-    names = [k.lower() for k, _ in seen["headers"]]
-    assert len(names) == len(set(names)), seen["headers"]
-    return seen["status"], dict(seen["headers"]), body
+    status, headers, body = serve(hinted(settings, now)(app), method, path, since)
+    names = [k.lower() for k, _ in headers]
+    assert len(names) == len(set(names)), headers
+    return status, dict(headers), body
 
 
 @pytest.mark.parametrize("since", [None, NOT_BEFORE])
