@@ -59,9 +59,10 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -185,6 +186,11 @@ def children_cpu() -> float:
 # The fleet
 
 
+def _counted(counts: Mapping[Any, int]) -> str:
+    """``200x3 304x21``: how many of each, in order."""
+    return " ".join(f"{key}x{count}" for key, count in sorted(counts.items()))
+
+
 @dataclass
 class Round:
     """One pass of every device: what the devices and the server saw."""
@@ -211,9 +217,9 @@ class Round:
         return sum(self.server_cpu.values())
 
     def line(self) -> str:
-        cpu = sum(self.server_cpu.values())
-        answers = " ".join(f"{k}x{v}" for k, v in sorted(self.answers.items()))
-        exits = " ".join(f"{k}x{v}" for k, v in sorted(self.statuses.items()))
+        cpu = self.server_cpu_total
+        answers = _counted(self.answers)
+        exits = _counted(self.statuses)
         return (
             f"  {self.name:<34} {self.checks:>5} checks in {self.seconds:6.1f} s; "
             f"exit {exits}; answers {answers}; per check: "
@@ -492,7 +498,7 @@ def hint_day(fleet: Fleet, ids: list[str], ticks: int, tick: float) -> HintDay:
         http_up=sum(r.request_length for r in records),
         server_cpu={k: cpu_after[k] - cpu_before[k] for k in cpu_after},
     )
-    answers = " ".join(f"{k}x{v}" for k, v in sorted(day_result.answers.items()))
+    answers = _counted(day_result.answers)
     say(
         f"  hints: {len(ids)} devices x {ticks} ticks of {tick:.1f} s (a day = {day} s): "
         f"{day_result.requests} requests reached nginx ({answers}; {day_result.hinted} with "
@@ -871,8 +877,8 @@ def report_hints(
         f"{hints.tick_seconds:.1f} s, with a runtime directory of their own on a tmpfs"
         + (f"; {hints.late_ticks} ticks started late" if hints.late_ticks else "")
     )
-    exits = " ".join(f"{k}x{v}" for k, v in sorted(hints.exits.items()))
-    answers = " ".join(f"{k}x{v}" for k, v in sorted(hints.answers.items()))
+    exits = _counted(hints.exits)
+    answers = _counted(hints.answers)
     say(
         f"- what reached nginx: {hints.requests} requests ({answers}), {hints.hinted} of them "
         f"with max-age (the first certificate answer: max-age={hints.first_max_age}); the "
