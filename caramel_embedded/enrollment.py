@@ -107,6 +107,15 @@ class Result(Record):
     hint_seconds: int | None = None
     checked: bool = True
 
+    def fresh_until(self, now: datetime, limit: int) -> datetime | None:
+        """Until when the server's hint says nothing new is due for what this pass left
+        held, capped (``hint.fresh_until``); None without a hint, without a certificate,
+        or while the request waits."""
+        certificate = self.state.certificate
+        if not self.hint_seconds or certificate is None or self.outcome.waiting:
+            return None
+        return hint.fresh_until(now, self.hint_seconds, limit, certificate.not_after)
+
 
 class Pass:
     """One pass: look at what is held, ask or post as the decisions say, keep the result."""

@@ -21,8 +21,6 @@ from datetime import UTC, datetime, timedelta
 
 from caramel_embedded.record import Record
 
-DEFAULT_LIMIT = 86400  # seconds: --hint-limit's default
-MAX_LIMIT = 366 * 86400
 VALIDITY_SHARE = 4  # at most a quarter of the remaining validity; valid 4x the time left
 _DELTA_SECONDS_CAP = 2147483648  # RFC 9111 1.2.2: a larger delta-seconds reads as this
 _TMPFS_TYPES = frozenset({"tmpfs", "ramfs"})

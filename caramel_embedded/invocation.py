@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from caramel_embedded import combined_file, decision, hint, hint_stamp, trust
 from caramel_embedded.enrollment import Device, FileKeys, KeyStore, Pass, Result, Server
 from caramel_embedded.errors import KeyStoreMismatchError, UnusableKeyError
+from caramel_embedded.limits import DEFAULT_HINT_LIMIT
 from caramel_embedded.record import Record
 from caramel_embedded.server_address import ServerAddress
 from caramel_embedded.state import (
@@ -46,7 +47,7 @@ class Job(Record):
     proxy: Proxy | None = None  # an HTTPS proxy to tunnel through
     runtime_dir: Path | None = None  # where the server's hint is kept; None: never kept
     follow_hint: bool = False  # a kept hint may spare this run its check (one-shot runs)
-    hint_limit: int = hint.DEFAULT_LIMIT  # seconds: the longest a hint is followed
+    hint_limit: int = DEFAULT_HINT_LIMIT  # seconds: the longest a hint is followed
     key_store: str = "file"  # "tpm2": keys made and kept inside the TPM at ``tpm``
     tpm: str = "device:/dev/tpmrm0"
 
@@ -151,12 +152,7 @@ class _Hints:
         job = self._job
         if job.runtime_dir is None:
             return
-        certificate = result.state.certificate
-        until = None
-        if result.hint_seconds and certificate is not None and not result.outcome.waiting:
-            until = hint.fresh_until(
-                self._now, result.hint_seconds, job.hint_limit, certificate.not_after
-            )
+        until = result.fresh_until(self._now, job.hint_limit)
         if until is None:
             if hint_stamp.discard(job.runtime_dir, job.file):
                 self._progress("dropped the kept hint: this answer carried none")

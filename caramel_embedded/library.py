@@ -15,10 +15,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from caramel_embedded import client_id as client_ids
-from caramel_embedded import hint, pem, server_address, trust, waiting
+from caramel_embedded import pem, server_address, trust, waiting
 from caramel_embedded.enrollment import Device, Pass, Server
 from caramel_embedded.errors import CaramelError, UsageError
-from caramel_embedded.limits import DEFAULT_KEY_BITS, KEY_SIZES, MAX_TIMEOUT, key_sizes_text
+from caramel_embedded.limits import (
+    DEFAULT_HINT_LIMIT,
+    DEFAULT_KEY_BITS,
+    KEY_SIZES,
+    MAX_TIMEOUT,
+    key_sizes_text,
+)
 from caramel_embedded.record import Record
 from caramel_embedded.state import CorruptFileError, LocalState, ProvisionedKey, parse
 
@@ -203,13 +209,7 @@ def _one_pass(held: Credentials | None, settings: _Settings) -> Result:
             error.credentials = Credentials(keeper.kept)
         raise
     status = Status.WAITING if result.outcome.waiting else Status(result.outcome.value)
-    certificate = result.state.certificate
-    until = None
-    if result.hint_seconds and certificate is not None and status is not Status.WAITING:
-        until = hint.fresh_until(
-            now, result.hint_seconds, hint.DEFAULT_LIMIT, certificate.not_after
-        )
-    return Result(status, Credentials(result.state), until)
+    return Result(status, Credentials(result.state), result.fresh_until(now, DEFAULT_HINT_LIMIT))
 
 
 def _connector(settings: _Settings) -> Callable[[], Server]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 KEY_SIZES = (2048, 4096)  # RSA bits of a new key
 DEFAULT_KEY_BITS = 2048
 MAX_TIMEOUT = 3600.0  # seconds: the bound on one pass's network work
+DEFAULT_HINT_LIMIT = 86400  # seconds: the longest a server's hint is followed (--hint-limit)
+MAX_HINT_LIMIT = 366 * 86400
 
 
 def key_sizes_text() -> str:

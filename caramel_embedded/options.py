@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING
 from caramel_embedded import client_id, command_line, exits
 from caramel_embedded.combined_file import Ownership
 from caramel_embedded.errors import ClientIdError, HelpShown, UsageError
-from caramel_embedded.limits import DEFAULT_KEY_BITS, KEY_SIZES, MAX_TIMEOUT, key_sizes_text
+from caramel_embedded.limits import (
+    DEFAULT_HINT_LIMIT,
+    DEFAULT_KEY_BITS,
+    KEY_SIZES,
+    MAX_HINT_LIMIT,
+    MAX_TIMEOUT,
+    key_sizes_text,
+)
 from caramel_embedded.record import Record
 from caramel_embedded.server_address import ServerAddress
 from caramel_embedded.server_address import parse as parse_server
@@ -31,8 +38,6 @@ DEFAULT_FILE = Path("/var/lib/caramel/client.pem")
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_WAIT_INTERVAL = 15.0
 DEFAULT_RUNTIME_DIR = Path("/run/caramel-embedded")  # without systemd's $RUNTIME_DIRECTORY
-DEFAULT_HINT_LIMIT = 86400
-MAX_HINT_LIMIT = 366 * 86400
 KEY_STORES = ("file", "tpm2")
 DEFAULT_TPM = "device:/dev/tpmrm0"  # the kernel's resource manager
 

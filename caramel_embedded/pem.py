@@ -13,6 +13,7 @@ import binascii
 from caramel_embedded.record import Record
 
 PRIVATE_KEY = "PRIVATE KEY"
+TPM_PRIVATE_KEY = "TSS2 PRIVATE KEY"  # tpm2 mode: the key wrapped by the TPM (tpm_blob)
 CERTIFICATE = "CERTIFICATE"
 CERTIFICATE_REQUEST = "CERTIFICATE REQUEST"
 

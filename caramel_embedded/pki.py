@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from caramel_embedded import subject
+from caramel_embedded import pem, subject
 from caramel_embedded.errors import CertificateCheckError, UnusableKeyError
 
 _PUBLIC_EXPONENT = 65537
@@ -64,7 +64,7 @@ def check_issued_certificate(
     client_id: str,
     now: datetime,
     *,
-    key_label: str = "PRIVATE KEY",
+    key_label: str = pem.PRIVATE_KEY,
 ) -> None:
     """Refuse a certificate that is not ours to install; say why in one line.
 
@@ -106,7 +106,7 @@ def _issued_by(certificate: x509.Certificate, ca_certificate_der: bytes) -> bool
 def public_key(key_label: str, key_der: bytes) -> rsa.RSAPublicKey:
     """The public key of a held key block: a PKCS#8 key's, or a TPM key's from its blob
     (no TPM needed: the public part is in the clear)."""
-    if key_label == "PRIVATE KEY":
+    if key_label == pem.PRIVATE_KEY:
         return _load_rsa_key(key_der).public_key()
     from caramel_embedded import tpm_blob
 

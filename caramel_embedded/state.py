@@ -16,8 +16,7 @@ import hashlib
 from caramel_embedded import der, pem
 from caramel_embedded.record import Record
 
-TPM_KEY = "TSS2 PRIVATE KEY"  # tpm_blob.LABEL, without importing it on the file path
-KEY_LABELS = (pem.PRIVATE_KEY, TPM_KEY)
+KEY_LABELS = (pem.PRIVATE_KEY, pem.TPM_PRIVATE_KEY)
 
 
 class CorruptFileError(ValueError):
@@ -37,7 +36,7 @@ class LocalState(Record):
     certificate_der: bytes | None = None
     certificate: der.CertificateFacts | None = None
     file_mtime: int | None = None
-    key_label: str = pem.PRIVATE_KEY  # TPM_KEY: a key inside the TPM (tpm2 mode)
+    key_label: str = pem.PRIVATE_KEY  # TPM_PRIVATE_KEY: a key inside the TPM (tpm2 mode)
 
     @property
     def certificate_answers_request(self) -> bool:
@@ -129,13 +128,13 @@ def parse(data: bytes, file_mtime: int | None = None) -> LocalState | Provisione
 
 def key_store_of(label: str) -> str:
     """The ``--key-store`` that holds keys of this block's label."""
-    return "tpm2" if label == TPM_KEY else "file"
+    return "tpm2" if label == pem.TPM_PRIVATE_KEY else "file"
 
 
 def _check_key(block: pem.PEMBlock) -> None:
     """An RSA key of its kind: PKCS#8, or a loadable TPM key (read only in tpm2's case)."""
     try:
-        if block.label == TPM_KEY:
+        if block.label == pem.TPM_PRIVATE_KEY:
             from caramel_embedded import tpm_blob
 
             tpm_blob.rsa_public(block.der)

@@ -11,10 +11,10 @@ itself loads, so a blob whose public part was altered no longer loads there.
 
 from __future__ import annotations
 
-from caramel_embedded import der
+from caramel_embedded import der, pem
 from caramel_embedded.record import Record
 
-LABEL = "TSS2 PRIVATE KEY"
+LABEL = pem.TPM_PRIVATE_KEY
 # 2.23.133.10.1.3: id-loadablekey, a key to be loaded with TPM2_Load under its parent.
 OID_LOADABLE_KEY = bytes([0x67, 0x81, 0x05, 0x0A, 0x01, 0x03])
 _TAG_OID, _TAG_INTEGER, _TAG_OCTETS = 0x06, 0x02, 0x04
