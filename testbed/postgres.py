@@ -102,22 +102,23 @@ class PostgresCluster:
                 preexec_fn=_die_with_parent,  # noqa: PLW1509 (one foreign call)
             )
 
+    def _log_tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-15:])
+
     def _checked(self, argv: Sequence[str], what: str) -> str:
         process = self._as_server(argv, self.log)
         if process.wait(timeout=120) != 0:
-            tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-15:])
-            raise HarnessError(f"{what} failed ({process.returncode}):\n{tail}")
+            raise HarnessError(f"{what} failed ({process.returncode}):\n{self._log_tail()}")
         return what
 
     def start(self) -> None:
         """initdb, the server on its socket, the role's database; return once it answers."""
         self.directory = Path(tempfile.mkdtemp(prefix="caramel-pg-"))
+        self.log.touch()
         if self._user is not None:
             entry = pwd.getpwnam(self._user)
             os.chown(self.directory, entry.pw_uid, entry.pw_gid)
-        self.log.touch()
-        if self._user is not None:
-            os.chown(self.log, pwd.getpwnam(self._user).pw_uid, -1)
+            os.chown(self.log, entry.pw_uid, -1)
         self._checked(
             [
                 str(self.bin / "initdb"),
@@ -151,8 +152,7 @@ class PostgresCluster:
         deadline = time.monotonic() + READY_TIMEOUT
         while self.query("SELECT 1") != "1":
             if self.process.poll() is not None or time.monotonic() > deadline:
-                tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-15:])
-                raise HarnessError(f"PostgreSQL did not start:\n{tail}")
+                raise HarnessError(f"PostgreSQL did not start:\n{self._log_tail()}")
             time.sleep(0.2)
         self._checked(
             [str(self.bin / "createdb"), "-h", str(self.directory), "-U", ROLE, DATABASE],
